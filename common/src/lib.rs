@@ -1,0 +1,45 @@
+//! Shared set-up for every example in the workspace.
+//!
+//! Each example crate depends on this one for the few things every binary
+//! does the same way, so that the example itself can stay about its pattern:
+//!
+//! - [`logging`]: one call sets up `tracing` (honours `RUST_LOG`, default
+//!   `info`; optional JSON lines).
+//! - [`timing`]: a [`Stopwatch`](timing::Stopwatch) and
+//!   [`timed`](timing::timed) on `tokio::time::Instant` (exact under a paused
+//!   test clock), and an hdrhistogram-backed [`LatencySummary`](timing::LatencySummary).
+//! - [`shutdown`]: a future that resolves on Ctrl-C or SIGTERM.
+//! - [`init_crypto`]: installs the rustls crypto provider once per process.
+//! - [`cli`]: the exit-code convention (`error: <cause chain>`, exit 1).
+//! - [`sandbox`]: a local, deterministic stand-in for the internet services
+//!   the examples talk to, started in-process on `127.0.0.1:0`.
+//!
+//! ```text
+//! cargo run --bin sandbox-server          # the sandbox on its own, port 8088
+//! cargo test -p common
+//! ```
+
+pub mod cli;
+pub mod logging;
+pub mod sandbox;
+pub mod shutdown;
+pub mod timing;
+
+pub use cli::exit_code;
+pub use logging::{LogFormat, init_logging};
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use shutdown::shutdown_signal;
+pub use timing::{LatencyRecorder, LatencySummary, Stopwatch, timed};
+
+/// Installs rustls' `ring` crypto provider as the process default.
+///
+/// reqwest is built with `rustls-no-provider` and tokio-tungstenite with
+/// rustls, so no provider is chosen at compile time: building a
+/// `reqwest::Client` (even for plain `http://`) or opening `wss://` panics
+/// until one is installed. Call this first in every binary and in every test
+/// that builds a client. Calling it again is harmless.
+pub fn init_crypto() {
+    // Err means a provider is already installed (by an earlier call or by
+    // another test in the same process): exactly the state we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

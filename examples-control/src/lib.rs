@@ -1,0 +1,1 @@
+//! control examples (not yet ported; see the README's example table).

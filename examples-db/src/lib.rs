@@ -1,0 +1,1 @@
+//! db examples (not yet ported; see the README's example table).

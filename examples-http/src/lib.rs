@@ -1,0 +1,1 @@
+//! http examples (not yet ported; see the README's example table).

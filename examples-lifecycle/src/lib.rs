@@ -1,0 +1,1 @@
+//! lifecycle examples (not yet ported; see the README's example table).

@@ -1,0 +1,1 @@
+//! queue examples (not yet ported; see the README's example table).

@@ -1,0 +1,1 @@
+//! resilience examples (not yet ported; see the README's example table).

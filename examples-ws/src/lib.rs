@@ -1,0 +1,1 @@
+//! ws examples (not yet ported; see the README's example table).

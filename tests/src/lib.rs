@@ -1,0 +1,312 @@
+//! A harness that runs the workspace's binaries the way a user would.
+//!
+//! The end-to-end tests in `tests/tests/` call the *built* binaries (not the
+//! library functions behind them), with a timeout on every run, and look at
+//! what a user sees: exit code, stdout, stderr. [`Running`] keeps a child
+//! alive so a test can read its output line by line and send it SIGTERM.
+//!
+//! Binaries are found by asking `cargo metadata` for every `bin` target in
+//! the workspace, so a new example is covered by the `--help` test the
+//! moment it exists. Before a binary's first run the harness calls `cargo
+//! build -p <its package> --bins` once (a no-op when `cargo test` already
+//! built it), so the tests never run a stale binary.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// The workspace root (the folder with the virtual manifest).
+pub fn workspace_root() -> &'static Path {
+    // CARGO_MANIFEST_DIR is `<root>/tests`; its parent always exists.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+}
+
+fn cargo() -> String {
+    // `cargo test` sets CARGO for the processes it runs; fall back to PATH.
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// `target/<profile>`: where this test binary lives (it is in `deps/`).
+fn profile_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent() // deps
+            .and_then(Path::parent) // debug | release | <profile>
+            .expect("test binaries live in target/<profile>/deps")
+            .to_path_buf()
+    })
+}
+
+/// Builds the binaries of one package, once per test process, with the
+/// profile and target directory of the running tests. Per package, so a
+/// broken crate elsewhere in the workspace cannot fail this crate's tests.
+fn ensure_built(package: &str) {
+    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    // Held while cargo runs, so two tests never build the same package at
+    // once; a poisoned lock only means another test's build assertion failed.
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.contains(package) {
+        return;
+    }
+    let dir = profile_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let target_dir = dir.parent().expect("target dir");
+    let output = std::process::Command::new(cargo())
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--package",
+            package,
+            "--bins",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .output()
+        .expect("run cargo build");
+    assert!(
+        output.status.success(),
+        "cargo build -p {package} --bins failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.insert(package.to_owned());
+}
+
+/// Every `bin` target in the workspace as `(bin name, package name)`,
+/// sorted by bin name, from `cargo metadata`.
+fn bins() -> &'static BTreeMap<String, String> {
+    static BINS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let output = std::process::Command::new(cargo())
+            .current_dir(workspace_root())
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .output()
+            .expect("run cargo metadata");
+        assert!(output.status.success(), "cargo metadata failed");
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+        let mut bins = BTreeMap::new();
+        for package in metadata["packages"].as_array().into_iter().flatten() {
+            let package_name = package["name"].as_str().unwrap_or_default();
+            for target in package["targets"].as_array().into_iter().flatten() {
+                let is_bin = target["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+                if let (true, Some(name)) = (is_bin, target["name"].as_str()) {
+                    bins.insert(name.to_owned(), package_name.to_owned());
+                }
+            }
+        }
+        bins
+    })
+}
+
+/// Every `bin` target in the workspace, sorted.
+pub fn bin_names() -> Vec<&'static str> {
+    bins().keys().map(String::as_str).collect()
+}
+
+/// The path of a built workspace binary (its package is built on first use).
+pub fn bin_path(name: &str) -> PathBuf {
+    let package = bins()
+        .get(name)
+        .unwrap_or_else(|| panic!("no binary named {name} in the workspace"));
+    ensure_built(package);
+    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "no binary {name} at {}", path.display());
+    path
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code; `None` if a signal ended the process.
+    pub code: Option<i32>,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+impl Output {
+    fn new(status: ExitStatus, stdout: String, stderr: String) -> Self {
+        Self {
+            code: status.code(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Panics with the whole output unless the exit code is `expected`.
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+fn command(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin_path(name));
+    cmd.args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // If a test panics or times out, dropping the child kills it: no
+        // orphaned servers left holding ports.
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a binary to completion; fails if it takes longer than `limit`.
+pub async fn run(name: &str, args: &[&str], limit: Duration) -> anyhow::Result<Output> {
+    let child = command(name, args)
+        .spawn()
+        .with_context(|| format!("spawn {name}"))?;
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(output) => {
+            let output = output.with_context(|| format!("wait for {name}"))?;
+            Ok(Output::new(
+                output.status,
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ))
+        }
+        // The future owned the child; dropping it killed the process.
+        Err(_) => bail!("{name} {args:?} did not finish within {limit:?}"),
+    }
+}
+
+/// A binary that keeps running while the test talks to it.
+#[derive(Debug)]
+pub struct Running {
+    name: String,
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stdout_seen: String,
+    stderr_task: tokio::task::JoinHandle<String>,
+}
+
+/// Starts a binary and returns at once.
+pub fn spawn(name: &str, args: &[&str]) -> anyhow::Result<Running> {
+    let mut child = command(name, args)
+        .spawn()
+        .with_context(|| format!("spawn {name}"))?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    Ok(Running {
+        name: name.to_owned(),
+        child,
+        stdout: BufReader::new(stdout).lines(),
+        stdout_seen: String::new(),
+        // Drain stderr concurrently so a chatty child never blocks on a full pipe.
+        stderr_task: tokio::spawn(read_all(stderr)),
+    })
+}
+
+async fn read_all(mut reader: impl AsyncRead + Unpin) -> String {
+    let mut bytes = Vec::new();
+    // A read error just ends the capture; the test judges what was read.
+    let _ = reader.read_to_end(&mut bytes).await;
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl Running {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        // id() is None only after the child was reaped, which only
+        // `wait` (consuming self) does.
+        self.child.id().expect("child not yet reaped")
+    }
+
+    /// Reads stdout until a line contains `needle`; returns that line.
+    pub async fn wait_for_line(&mut self, needle: &str, limit: Duration) -> anyhow::Result<String> {
+        let found = tokio::time::timeout(limit, async {
+            while let Some(line) = self.stdout.next_line().await? {
+                self.stdout_seen.push_str(&line);
+                self.stdout_seen.push('\n');
+                if line.contains(needle) {
+                    return Ok(Some(line));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(line))) => Ok(line),
+            Ok(Ok(None)) => bail!(
+                "{} closed stdout before printing {needle:?}; stdout so far:\n{}",
+                self.name,
+                self.stdout_seen
+            ),
+            Ok(Err(err)) => Err(err).context("read stdout"),
+            Err(_) => bail!(
+                "{} did not print {needle:?} within {limit:?}; stdout so far:\n{}",
+                self.name,
+                self.stdout_seen
+            ),
+        }
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`) to the child.
+    #[cfg(unix)]
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let pid = libc::pid_t::try_from(self.pid()).context("pid fits pid_t")?;
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // own child, which is not yet reaped, so it cannot have been reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill");
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM, as a process manager would.
+    #[cfg(unix)]
+    pub fn sigterm(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Waits for the child to exit; fails (and kills it) after `limit`.
+    pub async fn wait(mut self, limit: Duration) -> anyhow::Result<Output> {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.context("wait")?,
+            Err(_) => {
+                // Best effort: the test fails either way; kill_on_drop backs it up.
+                let _ = self.child.start_kill();
+                bail!("{} did not exit within {limit:?}", self.name);
+            }
+        };
+        let mut stdout = std::mem::take(&mut self.stdout_seen);
+        while let Ok(Some(line)) = self.stdout.next_line().await {
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        let stderr = self.stderr_task.await.unwrap_or_default();
+        Ok(Output::new(status, stdout, stderr))
+    }
+}
