@@ -5,9 +5,9 @@
 //!
 //! - [`logging`]: one call sets up `tracing` (honours `RUST_LOG`, default
 //!   `info`; optional JSON lines).
-//! - [`timing`]: a [`Stopwatch`](timing::Stopwatch) and
-//!   [`timed`](timing::timed) on `tokio::time::Instant` (exact under a paused
-//!   test clock), and an hdrhistogram-backed [`LatencySummary`](timing::LatencySummary).
+//! - [`timing`]: a [`Stopwatch`] and
+//!   [`timed`] on `tokio::time::Instant` (exact under a paused
+//!   test clock), and an hdrhistogram-backed [`LatencySummary`].
 //! - [`shutdown`]: a future that resolves on Ctrl-C or SIGTERM.
 //! - [`init_crypto`]: installs the rustls crypto provider once per process.
 //! - [`cli`]: the exit-code convention (`error: <cause chain>`, exit 1).
