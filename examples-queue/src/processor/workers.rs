@@ -1,0 +1,234 @@
+//! The three kinds of task of the pipeline (producer, consumer, monitor) and
+//! the simulated work the binary uses as its handler.
+
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use common::{LatencyRecorder, Stopwatch};
+use futures::FutureExt as _;
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::{DeadLetter, Handler, LEVELS, Shared, Snapshot, Task};
+use crate::priority_queue::{Claim, Closed};
+
+/// Makes `count` tasks with seeded random levels and pushes them, in batches
+/// of `config.batch`. Stops early when the queue is closed (shutdown); only
+/// tasks the queue accepted count as produced.
+pub(super) async fn produce<H: Handler>(shared: Arc<Shared<H>>, index: usize, count: u64) {
+    let config = &shared.config;
+    // One seeded generator per producer: reproducible whatever the interleaving.
+    let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(index as u64));
+    let producers = config.producers as u64;
+    let mut made = 0;
+    while made < count {
+        let size = (count - made).min(config.batch as u64);
+        let mut batch: Vec<(u8, Task)> = (made..made + size)
+            .map(|k| {
+                let level = rng.random_range(0..LEVELS.len() as u8);
+                // Interleaved ids are unique across producers with no shared counter.
+                let id = k * producers + index as u64;
+                (
+                    level,
+                    Task {
+                        id,
+                        producer: index,
+                        level,
+                        failures: 0,
+                    },
+                )
+            })
+            .collect();
+        made += size;
+        let accepted = if batch.len() == 1 {
+            // A single item: plain push, no Vec round trip on the rejection path.
+            let (level, task) = batch.pop().expect("batch of one");
+            match shared.queue.push(level, task).await {
+                Ok(()) => 1,
+                Err(Closed(_)) => 0,
+            }
+        } else {
+            match shared.queue.push_many(batch).await {
+                Ok(()) => size,
+                Err(Closed(rest)) => size - rest.len() as u64,
+            }
+        };
+        shared.counters.produced.fetch_add(accepted, Relaxed);
+        if accepted < size {
+            tracing::debug!(producer = index, "queue closed; producer stops");
+            return;
+        }
+    }
+    tracing::debug!(producer = index, count, "producer finished");
+}
+
+/// Takes tasks until the queue is closed and drained, runs the handler on
+/// each, and returns this consumer's queue-wait histograms per level.
+pub(super) async fn consume<H: Handler>(
+    shared: Arc<Shared<H>>,
+    index: usize,
+) -> Vec<LatencyRecorder> {
+    let mut by_level = vec![LatencyRecorder::new(); LEVELS.len()];
+    let mut claims = Vec::with_capacity(shared.config.batch);
+    while shared
+        .queue
+        .pop_many(shared.config.batch, &mut claims)
+        .await
+        > 0
+    {
+        let now = Instant::now();
+        {
+            // Our own window recorder: only the monitor ever contends for it.
+            let mut window = shared.windows[index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for claim in &claims {
+                let waited = now.saturating_duration_since(claim.enqueued_at);
+                window.record(waited);
+                // Producers only push levels below LEVELS.len().
+                by_level[usize::from(claim.priority)].record(waited);
+            }
+        }
+        for claim in claims.drain(..) {
+            attempt(&shared, claim).await;
+        }
+    }
+    tracing::debug!(consumer = index, "queue closed and drained; consumer stops");
+    by_level
+}
+
+/// One attempt at one task: complete it, retry it, or dead-letter it. The
+/// claim's `Done` guard drops at the end of this function (or travels with
+/// the task on requeue), after the counters are updated, so a `join()` that
+/// returns sees final counts.
+async fn attempt<H: Handler>(shared: &Shared<H>, mut claim: Claim<Task>) {
+    // AssertUnwindSafe: after a panic we only read the task, which the
+    // handler saw by shared reference, and count the failure.
+    let outcome = AssertUnwindSafe(shared.handler.handle(&claim.item))
+        .catch_unwind()
+        .await;
+    let error = match outcome {
+        Ok(Ok(())) => {
+            shared.counters.completed.fetch_add(1, Relaxed);
+            return;
+        }
+        Ok(Err(err)) => format!("{err:#}"),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            format!("handler panicked: {message}")
+        }
+    };
+    shared.counters.failed.fetch_add(1, Relaxed);
+    claim.item.failures += 1;
+    if claim.item.failures <= shared.config.max_retries {
+        tracing::debug!(task = claim.item.id, failures = claim.item.failures, %error, "retrying");
+        shared.counters.retried.fetch_add(1, Relaxed);
+        shared.queue.requeue(claim);
+    } else {
+        tracing::debug!(task = claim.item.id, failures = claim.item.failures, %error, "dead-lettered");
+        let letter = DeadLetter {
+            task: claim.item.clone(),
+            error,
+        };
+        shared
+            .dead_letters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(letter);
+        shared.counters.dead_lettered.fetch_add(1, Relaxed);
+    }
+}
+
+/// Calls `on_snapshot` every `every` until `stop` is cancelled.
+pub(super) async fn monitor<H: Handler>(
+    shared: Arc<Shared<H>>,
+    every: Duration,
+    watch: Stopwatch,
+    stop: CancellationToken,
+    mut on_snapshot: impl FnMut(&Snapshot),
+) {
+    let mut ticker = tokio::time::interval(every);
+    // A late tick (busy runtime) shifts the schedule instead of bursting.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let mut window = LatencyRecorder::new();
+        for slot in &shared.windows {
+            // Allocate the replacement outside the consumer's lock.
+            let fresh = LatencyRecorder::new();
+            let part = std::mem::replace(
+                &mut *slot.lock().unwrap_or_else(PoisonError::into_inner),
+                fresh,
+            );
+            window.merge(&part);
+        }
+        on_snapshot(&Snapshot {
+            elapsed: watch.elapsed(),
+            queue: shared.queue.stats(),
+            counts: shared.counters.read(),
+            wait: window.summary(),
+        });
+    }
+}
+
+/// The seed's stand-in for real work: sleep a time from `processing`, then
+/// fail with probability `error_rate`.
+///
+/// Both draws are a hash of (seed, task id, attempt) rather than a shared
+/// RNG, so a given seed fails the same attempts whatever order the consumers
+/// happen to run in.
+#[derive(Debug, Clone)]
+pub struct SimulatedWork {
+    /// Processing time range (inclusive); `ZERO..=ZERO` does no sleeping.
+    pub processing: RangeInclusive<Duration>,
+    /// Probability in `[0, 1]` that an attempt fails.
+    pub error_rate: f64,
+    /// Seed for the draws.
+    pub seed: u64,
+}
+
+impl Handler for SimulatedWork {
+    fn handle(&self, task: &Task) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let key = self.seed
+            ^ task.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ u64::from(task.failures) << 56;
+        let (lo, hi) = (*self.processing.start(), *self.processing.end());
+        let span = hi.saturating_sub(lo);
+        let sleep = lo + span.mul_f64(unit(splitmix64(key)));
+        let fails = unit(splitmix64(key ^ 0xA5A5_A5A5)) < self.error_rate;
+        let attempt = task.failures + 1;
+        async move {
+            if !sleep.is_zero() {
+                tokio::time::sleep(sleep).await;
+            }
+            anyhow::ensure!(!fails, "simulated processing error (attempt {attempt})");
+            Ok(())
+        }
+    }
+}
+
+/// SplitMix64: a fast, well-mixed 64-bit hash.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The top 53 bits as a float in `[0, 1)`.
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}

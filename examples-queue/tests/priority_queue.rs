@@ -1,0 +1,365 @@
+//! Behaviour of `PriorityQueue`: ordering, bounds, close/drain, join, ageing,
+//! and wake-ups under cancellation and load.
+
+use std::time::Duration;
+
+use examples_queue::{Closed, PriorityQueue, TryPushError};
+use tokio::time::{self, timeout};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Pops everything currently queued (the queue must be closed or non-empty).
+async fn drain<T>(queue: &PriorityQueue<T>, count: usize) -> Vec<(u8, T)> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let claim = queue.pop().await.expect("an item is queued");
+        out.push((claim.priority, claim.item));
+    }
+    out
+}
+
+/// Items come out most urgent first (lower number first), whatever the push order.
+#[tokio::test(start_paused = true)]
+async fn pops_in_strict_priority_order() {
+    let queue = PriorityQueue::new(10);
+    for priority in [3, 1, 2, 0, 3, 0] {
+        queue.push(priority, priority).await.unwrap();
+    }
+    let order: Vec<u8> = drain(&queue, 6).await.into_iter().map(|(p, _)| p).collect();
+    assert_eq!(order, [0, 0, 1, 2, 3, 3]);
+}
+
+/// Within one priority, items come out in the order they were pushed.
+#[tokio::test(start_paused = true)]
+async fn is_first_in_first_out_within_a_priority() {
+    let queue = PriorityQueue::new(100);
+    for i in 0..60u32 {
+        queue.push((i % 3) as u8, i).await.unwrap();
+    }
+    let popped = drain(&queue, 60).await;
+    for priority in 0..3u8 {
+        let items: Vec<u32> = popped
+            .iter()
+            .filter(|(p, _)| *p == priority)
+            .map(|(_, i)| *i)
+            .collect();
+        let expected: Vec<u32> = (0..60).filter(|i| i % 3 == u32::from(priority)).collect();
+        assert_eq!(items, expected, "priority {priority}");
+    }
+}
+
+/// Sequence numbers grow with push order across priorities.
+#[tokio::test(start_paused = true)]
+async fn claims_carry_increasing_sequence_numbers() {
+    let queue = PriorityQueue::new(4);
+    queue.push(2, 'a').await.unwrap();
+    queue.push(0, 'b').await.unwrap();
+    let first = queue.pop().await.unwrap();
+    let second = queue.pop().await.unwrap();
+    assert_eq!((first.item, first.seq), ('b', 1));
+    assert_eq!((second.item, second.seq), ('a', 0));
+}
+
+/// A full queue makes push wait (try_push refuses) until a pop makes room.
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_blocks_producers_until_a_pop() {
+    let queue = PriorityQueue::new(2);
+    queue.push(1, 1).await.unwrap();
+    queue.push(1, 2).await.unwrap();
+    assert_eq!(queue.try_push(1, 3), Err(TryPushError::Full(3)));
+
+    let producer = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.push(0, 3).await }
+    });
+    // An hour of (paused) time passes: the producer is still waiting.
+    time::sleep(Duration::from_secs(3600)).await;
+    assert!(!producer.is_finished());
+    assert_eq!(queue.stats().waiting_producers, 1);
+
+    let first = queue.pop().await.unwrap();
+    assert_eq!(first.item, 1);
+    timeout(LIMIT, producer).await.unwrap().unwrap().unwrap();
+    assert_eq!(queue.stats().waiting_producers, 0);
+    // The late, urgent item overtakes the queued one.
+    assert_eq!(drain(&queue, 2).await, [(0, 3), (1, 2)]);
+}
+
+/// After close: pushes fail and hand the item back, consumers drain what
+/// was queued, then pop returns None.
+#[tokio::test(start_paused = true)]
+async fn close_rejects_pushes_then_consumers_drain_and_stop() {
+    let queue = PriorityQueue::new(10);
+    for i in 0..3 {
+        queue.push(i, i).await.unwrap();
+    }
+    queue.close();
+    assert_eq!(queue.push(0, 99).await, Err(Closed(99)));
+    assert_eq!(queue.try_push(0, 99), Err(TryPushError::Closed(99)));
+    assert_eq!(drain(&queue, 3).await, [(0, 0), (1, 1), (2, 2)]);
+    assert!(queue.pop().await.is_none());
+    let mut batch = Vec::new();
+    assert_eq!(queue.pop_many(8, &mut batch).await, 0);
+}
+
+/// close() wakes consumers waiting on an empty queue and producers waiting on a full one.
+#[tokio::test(start_paused = true)]
+async fn close_wakes_every_waiter() {
+    let queue = PriorityQueue::new(1);
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.pop().await.map(|claim| claim.item) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(queue.stats().waiting_consumers, 3);
+    queue.close();
+    for consumer in consumers {
+        assert_eq!(timeout(LIMIT, consumer).await.unwrap().unwrap(), None::<u8>);
+    }
+
+    let full = PriorityQueue::new(1);
+    full.push(0, 1).await.unwrap();
+    let producer = tokio::spawn({
+        let full = full.clone();
+        async move { full.push(0, 2).await }
+    });
+    tokio::task::yield_now().await;
+    full.close();
+    assert_eq!(
+        timeout(LIMIT, producer).await.unwrap().unwrap(),
+        Err(Closed(2))
+    );
+}
+
+/// join() returns once every task is finished, even when the consumer
+/// handling one of them panics: the Done guard drops during unwinding.
+#[tokio::test(start_paused = true)]
+async fn join_returns_when_a_handler_panics() {
+    let queue = PriorityQueue::new(10);
+    for i in 0..4 {
+        queue.push(0, i).await.unwrap();
+    }
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let queue = queue.clone();
+        consumers.spawn(async move {
+            while let Some(claim) = queue.pop().await {
+                if claim.item == 2 {
+                    panic!("handler failed on task {}", claim.item);
+                }
+            }
+        });
+    }
+    timeout(LIMIT, queue.join()).await.expect("join returned");
+    assert_eq!(queue.stats().in_flight, 0);
+    queue.close();
+    let mut panics = 0;
+    while let Some(done) = consumers.join_next().await {
+        panics += usize::from(done.is_err_and(|err| err.is_panic()));
+    }
+    assert_eq!(panics, 1);
+}
+
+/// join() waits while a claim is held, and returns at once on an idle queue.
+#[tokio::test(start_paused = true)]
+async fn join_waits_for_claims_still_held() {
+    let queue = PriorityQueue::new(4);
+    timeout(LIMIT, queue.join())
+        .await
+        .expect("an idle queue joins at once");
+    queue.push(1, "job").await.unwrap();
+    let claim = queue.pop().await.unwrap();
+    assert_eq!(queue.stats().in_flight, 1);
+    let join = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.join().await }
+    });
+    time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        !join.is_finished(),
+        "join returned while a task was in flight"
+    );
+    drop(claim);
+    timeout(LIMIT, join).await.unwrap().unwrap();
+}
+
+/// A requeued task stays unfinished for join(), goes to the back of its
+/// lane, and can be requeued after close so it is not lost.
+#[tokio::test(start_paused = true)]
+async fn requeue_keeps_the_task_unfinished_and_works_after_close() {
+    let queue = PriorityQueue::new(2);
+    queue.push(1, "a").await.unwrap();
+    queue.push(1, "b").await.unwrap();
+    let a = queue.pop().await.unwrap();
+    queue.close();
+    queue.requeue(a);
+    let join = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.join().await }
+    });
+    time::sleep(Duration::from_secs(60)).await;
+    assert!(!join.is_finished());
+    assert_eq!(drain(&queue, 2).await, [(1, "b"), (1, "a")]);
+    assert!(queue.pop().await.is_none());
+    timeout(LIMIT, join).await.unwrap().unwrap();
+}
+
+/// With ageing, an old low-priority item overtakes fresh urgent ones; without, it does not.
+#[tokio::test(start_paused = true)]
+async fn ageing_promotes_an_old_low_priority_item() {
+    for (queue, low_first) in [
+        (
+            PriorityQueue::with_aging(10, Duration::from_millis(100)),
+            true,
+        ),
+        (PriorityQueue::new(10), false),
+    ] {
+        queue.push(3, "low").await.unwrap();
+        time::advance(Duration::from_millis(300)).await; // three steps: 3 -> 0
+        queue.push(0, "urgent").await.unwrap();
+        let first = queue.pop().await.unwrap();
+        assert_eq!(first.item == "low", low_first);
+    }
+}
+
+/// Under a never-ending stream of urgent work, ageing bounds a low item's
+/// wait; without ageing it starves.
+#[tokio::test(start_paused = true)]
+async fn ageing_prevents_starvation() {
+    async fn rounds_until_low_is_served(queue: PriorityQueue<&'static str>) -> Option<u32> {
+        queue.push(3, "low").await.unwrap();
+        queue.push(0, "urgent").await.unwrap();
+        for round in 1..=1_000 {
+            // Each round: a fresh urgent arrival, 10 ms pass, one item served.
+            queue.push(0, "urgent").await.unwrap();
+            time::advance(Duration::from_millis(10)).await;
+            if queue.pop().await.unwrap().item == "low" {
+                return Some(round);
+            }
+        }
+        None
+    }
+    let aged =
+        rounds_until_low_is_served(PriorityQueue::with_aging(2_000, Duration::from_millis(50)))
+            .await;
+    // 3 levels x 50 ms = 150 ms = 15 rounds, then it wins the tie on age.
+    assert_eq!(aged, Some(15));
+    let strict = rounds_until_low_is_served(PriorityQueue::new(2_000)).await;
+    assert_eq!(strict, None, "without ageing the low item starves");
+}
+
+/// pop_many takes up to `max` items in priority order; push_many waits for
+/// room and preserves order.
+#[tokio::test(start_paused = true)]
+async fn batches_keep_priority_and_fifo_order() {
+    let queue = PriorityQueue::new(4);
+    let producer = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            queue
+                .push_many((0..10u32).map(|i| ((i % 2) as u8, i)).collect())
+                .await
+        }
+    });
+    let mut seen = Vec::new();
+    let mut batch = Vec::new();
+    while seen.len() < 10 {
+        let taken = timeout(LIMIT, queue.pop_many(3, &mut batch)).await.unwrap();
+        assert!((1..=3).contains(&taken));
+        seen.extend(batch.drain(..).map(|claim| (claim.priority, claim.item)));
+    }
+    producer.await.unwrap().unwrap();
+    let evens: Vec<u32> = seen
+        .iter()
+        .filter(|(p, _)| *p == 0)
+        .map(|(_, i)| *i)
+        .collect();
+    assert_eq!(evens, [0, 2, 4, 6, 8]);
+    let odds: Vec<u32> = seen
+        .iter()
+        .filter(|(p, _)| *p == 1)
+        .map(|(_, i)| *i)
+        .collect();
+    assert_eq!(odds, [1, 3, 5, 7, 9]);
+}
+
+/// A waiting consumer that is cancelled leaves no stale waiter count and
+/// does not swallow the next item's wake-up.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_does_not_lose_a_wakeup() {
+    let queue = PriorityQueue::new(4);
+    let cancelled = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.pop().await.map(|claim| claim.item) }
+    });
+    let survivor = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.pop().await.map(|claim| claim.item) }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(queue.stats().waiting_consumers, 2);
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    assert_eq!(queue.stats().waiting_consumers, 1);
+    queue.push(0, 7).await.unwrap();
+    assert_eq!(timeout(LIMIT, survivor).await.unwrap().unwrap(), Some(7));
+}
+
+/// Many producers and consumers on a multi-threaded runtime, singles and
+/// batches mixed, a tiny capacity: every item arrives exactly once and
+/// nobody sleeps through a wake-up (a lost one would hang into the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_item_arrives_exactly_once_under_contention() {
+    const PER_PRODUCER: u64 = 20_000;
+    let queue = PriorityQueue::new(3);
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..4u64 {
+        let queue = queue.clone();
+        producers.spawn(async move {
+            let ids: Vec<u64> = (0..PER_PRODUCER).map(|i| p * PER_PRODUCER + i).collect();
+            for chunk in ids.chunks(if p % 2 == 0 { 1 } else { 5 }) {
+                let batch: Vec<(u8, u64)> = chunk.iter().map(|&id| ((id % 4) as u8, id)).collect();
+                queue.push_many(batch).await.unwrap();
+            }
+        });
+    }
+    let mut consumers = tokio::task::JoinSet::new();
+    for c in 0..5usize {
+        let queue = queue.clone();
+        consumers.spawn(async move {
+            let mut got = Vec::new();
+            let mut batch = Vec::new();
+            while queue.pop_many(1 + c % 3, &mut batch).await > 0 {
+                got.extend(batch.drain(..).map(|claim| claim.item));
+            }
+            got
+        });
+    }
+    timeout(Duration::from_secs(30), async {
+        while let Some(done) = producers.join_next().await {
+            done.unwrap();
+        }
+        queue.join().await;
+        queue.close();
+        let mut all = Vec::new();
+        while let Some(got) = consumers.join_next().await {
+            all.extend(got.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..4 * PER_PRODUCER).collect::<Vec<_>>());
+    })
+    .await
+    .expect("no lost wake-up");
+    let stats = queue.stats();
+    assert_eq!(
+        (
+            stats.queued,
+            stats.in_flight,
+            stats.waiting_consumers,
+            stats.waiting_producers
+        ),
+        (0, 0, 0, 0)
+    );
+}

@@ -1,0 +1,228 @@
+//! Behaviour of the producer/consumer pipeline: nothing lost under random
+//! errors and panics, retries then dead letters, shutdown with a drain, and
+//! the monitor.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use examples_queue::processor::{self, Config, Handler, SimulatedWork, Snapshot, Task};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn config(tasks: u64) -> Config {
+    Config {
+        producers: 3,
+        consumers: 5,
+        tasks,
+        capacity: 20,
+        aging: None,
+        max_retries: 2,
+        batch: 1,
+        seed: 7,
+        monitor_interval: None,
+        drain_timeout: Duration::from_secs(10),
+    }
+}
+
+fn work(error_rate: f64) -> SimulatedWork {
+    SimulatedWork {
+        processing: Duration::from_millis(1)..=Duration::from_millis(20),
+        error_rate,
+        seed: 7,
+    }
+}
+
+/// With a 30% error rate every produced task is either completed or
+/// dead-lettered after exactly max_retries + 1 attempts, and the queue ends empty.
+#[tokio::test(start_paused = true)]
+async fn nothing_is_lost_under_random_errors() {
+    for (seed, batch) in [(1, 1), (2, 4), (3, 16)] {
+        let config = Config {
+            seed,
+            batch,
+            ..config(2_000)
+        };
+        let report = timeout(
+            LIMIT,
+            processor::run(config, work(0.3), |_: &Snapshot| {}, std::future::pending()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let c = report.counts;
+        assert!(report.invariant_holds(), "{report:?}");
+        assert_eq!(c.produced, 2_000);
+        assert_eq!(c.completed + c.dead_lettered, 2_000);
+        assert!(c.dead_lettered > 0 && c.completed > 0, "{c:?}");
+        // Every failure is followed by either a retry or a dead letter.
+        assert_eq!(c.failed, c.retried + c.dead_lettered);
+        assert_eq!(report.dead_letters.len() as u64, c.dead_lettered);
+        assert!(
+            report
+                .dead_letters
+                .iter()
+                .all(|letter| letter.task.failures == 3)
+        );
+        assert_eq!(
+            report.wait.count,
+            c.completed + c.failed,
+            "one wait sample per attempt"
+        );
+        assert!(!report.interrupted);
+    }
+}
+
+/// Fails or panics on every attempt of some tasks; succeeds on the others.
+struct Faulty;
+
+impl Handler for Faulty {
+    fn handle(&self, task: &Task) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let id = task.id;
+        async move {
+            tokio::task::yield_now().await;
+            match id % 10 {
+                3 => panic!("boom on task {id}"),
+                7 => anyhow::bail!("bad input in task {id}"),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// A handler that panics does not kill its consumer or hang the run: the
+/// panic counts as a failed attempt and the task is dead-lettered.
+#[tokio::test(start_paused = true)]
+async fn panicking_handlers_are_retried_then_dead_lettered() {
+    let report = timeout(
+        LIMIT,
+        processor::run(
+            config(100),
+            Faulty,
+            |_: &Snapshot| {},
+            std::future::pending(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let c = report.counts;
+    assert!(report.invariant_holds(), "{report:?}");
+    assert_eq!((c.produced, c.completed, c.dead_lettered), (100, 80, 20));
+    assert_eq!(c.failed, 20 * 3);
+    assert_eq!(c.retried, 20 * 2);
+    let mut letters: Vec<(u64, bool)> = report
+        .dead_letters
+        .iter()
+        .map(|letter| {
+            (
+                letter.task.id,
+                letter.error.starts_with("handler panicked: boom"),
+            )
+        })
+        .collect();
+    letters.sort_unstable();
+    let expected: Vec<(u64, bool)> = (0..100)
+        .filter(|id| id % 10 == 3 || id % 10 == 7)
+        .map(|id| (id, id % 10 == 3))
+        .collect();
+    assert_eq!(letters, expected);
+}
+
+/// A shutdown request stops production early; the accepted tasks are
+/// drained, so the invariant still holds.
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_producers_and_drains_accepted_tasks() {
+    let shutdown = tokio::time::sleep(Duration::from_millis(200));
+    let report = timeout(
+        LIMIT,
+        processor::run(config(100_000), work(0.1), |_: &Snapshot| {}, shutdown),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let c = report.counts;
+    assert!(report.interrupted);
+    assert!(report.invariant_holds(), "{report:?}");
+    assert!(c.produced > 0 && c.produced < 100_000, "{c:?}");
+}
+
+/// When consumers cannot drain in time, the run ends anyway and the report
+/// shows the invariant broken (the binary then exits non-zero).
+#[tokio::test(start_paused = true)]
+async fn a_drain_timeout_is_reported_as_a_broken_invariant() {
+    let slow = SimulatedWork {
+        processing: Duration::from_secs(60)..=Duration::from_secs(60),
+        error_rate: 0.0,
+        seed: 1,
+    };
+    let config = Config {
+        drain_timeout: Duration::from_secs(1),
+        ..config(1_000)
+    };
+    let shutdown = tokio::time::sleep(Duration::from_millis(10));
+    let report = timeout(
+        LIMIT,
+        processor::run(config, slow, |_: &Snapshot| {}, shutdown),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.interrupted);
+    assert!(!report.invariant_holds());
+    assert!(report.counts.produced > report.counts.completed + report.counts.dead_lettered);
+}
+
+/// The monitor reports on its interval with depth per priority and counts
+/// that only grow.
+#[tokio::test(start_paused = true)]
+async fn the_monitor_reports_depths_and_growing_counts() {
+    let snapshots = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&snapshots);
+    let config = Config {
+        monitor_interval: Some(Duration::from_millis(100)),
+        ..config(500)
+    };
+    let report = timeout(
+        LIMIT,
+        processor::run(
+            config,
+            work(0.1),
+            move |s: &Snapshot| sink.lock().unwrap().push(s.clone()),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let snapshots = snapshots.lock().unwrap();
+    assert!(snapshots.len() >= 5, "{} snapshots", snapshots.len());
+    let first = &snapshots[0];
+    assert_eq!(first.elapsed, Duration::from_millis(100));
+    assert_eq!(first.queue.depths.iter().sum::<usize>(), first.queue.queued);
+    assert_eq!(
+        first.queue.queued, 20,
+        "producers outpace consumers: the queue is full"
+    );
+    assert!(first.queue.in_flight <= 5 && first.wait.count > 0);
+    assert!(
+        snapshots
+            .windows(2)
+            .all(|w| w[0].counts.completed <= w[1].counts.completed)
+    );
+    assert!(snapshots.last().unwrap().counts.completed <= report.counts.completed);
+}
+
+/// Zero producers or consumers is a clear error, not a hang.
+#[tokio::test(start_paused = true)]
+async fn zero_workers_is_an_error() {
+    let config = Config {
+        consumers: 0,
+        ..config(10)
+    };
+    let err = processor::run(config, work(0.0), |_: &Snapshot| {}, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1"), "{err}");
+}

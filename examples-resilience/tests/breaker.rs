@@ -1,0 +1,439 @@
+//! Behaviour of the circuit breaker on tokio's paused clock: every
+//! transition, the probe permits under concurrency and cancellation, the
+//! windowed rate, slow calls, the classifier and the event order.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use examples_resilience::breaker::{
+    BreakerConfig, CallError, CircuitBreaker, CircuitOpen, RateTrip, State, Trigger, next_state,
+};
+use examples_resilience::http::{self, HttpError};
+use tokio::time::{self, Instant};
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn config(consecutive: u32) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: Some(consecutive),
+        cool_down: secs(30),
+        max_cool_down: secs(30),
+        ..BreakerConfig::default()
+    }
+}
+
+async fn fail(breaker: &CircuitBreaker) -> Result<(), CallError<&'static str>> {
+    breaker.call(|| async { Err("boom") }).await
+}
+
+async fn succeed(breaker: &CircuitBreaker) -> Result<(), CallError<&'static str>> {
+    breaker.call(|| async { Ok(()) }).await
+}
+
+/// A call that takes `d` and succeeds.
+async fn slow_ok(breaker: &CircuitBreaker, d: Duration) -> Result<(), CallError<&'static str>> {
+    breaker
+        .call(|| async move {
+            time::sleep(d).await;
+            Ok(())
+        })
+        .await
+}
+
+#[test]
+fn the_transition_table_allows_exactly_four_moves() {
+    use State::*;
+    let triggers = [
+        Trigger::ConsecutiveFailures(1),
+        Trigger::FailureRate {
+            failures: 1,
+            calls: 1,
+        },
+        Trigger::CoolDownElapsed,
+        Trigger::ProbeFailed,
+        Trigger::ProbesSucceeded(1),
+    ];
+    let mut allowed = Vec::new();
+    for from in [Closed, Open, HalfOpen] {
+        for trigger in triggers {
+            if let Some(to) = next_state(from, trigger) {
+                allowed.push((from, trigger, to));
+            }
+        }
+    }
+    assert_eq!(
+        allowed,
+        [
+            (Closed, triggers[0], Open),
+            (Closed, triggers[1], Open),
+            (Open, Trigger::CoolDownElapsed, HalfOpen),
+            (HalfOpen, Trigger::ProbeFailed, Open),
+            (HalfOpen, triggers[4], Closed),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn n_consecutive_failures_open_it_and_a_success_resets_the_count() {
+    let breaker = CircuitBreaker::new(config(3)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(fail(&breaker).await, Err(CallError::Failed("boom")));
+    }
+    succeed(&breaker).await.unwrap();
+    for _ in 0..2 {
+        fail(&breaker).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    fail(&breaker).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_fails_fast_with_the_time_left_and_never_calls() {
+    let breaker = CircuitBreaker::new(config(1)).unwrap();
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(10)).await;
+    let called = AtomicU32::new(0);
+    let result = breaker
+        .call(|| {
+            called.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<(), &str>(()) }
+        })
+        .await;
+    assert_eq!(
+        result,
+        Err(CallError::Open(CircuitOpen { retry_in: secs(20) }))
+    );
+    assert_eq!(called.load(Ordering::Relaxed), 0);
+    assert_eq!(breaker.metrics().0.rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_cool_down_enough_probe_successes_close_it() {
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        success_threshold: 2,
+        ..config(1)
+    })
+    .unwrap();
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(30)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    succeed(&breaker).await.unwrap();
+    assert_eq!(breaker.state(), State::HalfOpen, "one success of two");
+    succeed(&breaker).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_reopens_at_once_with_a_growing_cool_down() {
+    let cfg = BreakerConfig {
+        cool_down: secs(10),
+        cool_down_growth: 2.0,
+        max_cool_down: secs(25),
+        ..config(1)
+    };
+    let breaker = CircuitBreaker::new(cfg).unwrap();
+    fail(&breaker).await.unwrap_err();
+    let mut open_for = Vec::new();
+    for _ in 0..3 {
+        let Err(CallError::Open(open)) = succeed(&breaker).await else {
+            panic!("expected open")
+        };
+        open_for.push(open.retry_in);
+        time::advance(open.retry_in).await;
+        fail(&breaker).await.unwrap_err(); // the probe fails: open again
+        assert_eq!(breaker.state(), State::Open);
+    }
+    assert_eq!(open_for, [secs(10), secs(20), secs(25)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_exactly_k_probes_under_concurrency() {
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        half_open_probes: 2,
+        success_threshold: 5,
+        ..config(1)
+    })
+    .unwrap();
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(30)).await;
+    let calls: Vec<_> = (0..10).map(|_| slow_ok(&breaker, secs(1))).collect();
+    let results = futures::future::join_all(calls).await;
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    let spared = results
+        .iter()
+        .filter(|r| {
+            **r == Err(CallError::Open(CircuitOpen {
+                retry_in: Duration::ZERO,
+            }))
+        })
+        .count();
+    assert_eq!((admitted, spared), (2, 8));
+    // Their permits came back: two more probes may go now.
+    assert_eq!(
+        futures::future::join_all((0..3).map(|_| slow_ok(&breaker, secs(1))))
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_returns_its_permit() {
+    let breaker = CircuitBreaker::new(config(1)).unwrap();
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(30)).await;
+    // The only probe is cut by its caller's timeout: nothing is recorded...
+    assert!(
+        time::timeout(secs(1), slow_ok(&breaker, secs(60)))
+            .await
+            .is_err()
+    );
+    assert_eq!(breaker.state(), State::HalfOpen);
+    // ...and its permit is back, so the next caller can probe (and close it).
+    succeed(&breaker).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.metrics().0.cancelled, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_failure_rate_trips_only_with_min_calls_in_the_window() {
+    let rate = RateTrip {
+        threshold: 0.5,
+        window: secs(10),
+        min_calls: 10,
+    };
+    let cfg = BreakerConfig {
+        consecutive_failures: None,
+        failure_rate: Some(rate),
+        ..config(1)
+    };
+    let breaker = CircuitBreaker::new(cfg).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    breaker.on_transition(move |t| seen.lock().unwrap().push(t.trigger));
+    // 4 failures in 4 calls is 100%, but below min_calls: no verdict.
+    for _ in 0..4 {
+        fail(&breaker).await.unwrap_err();
+    }
+    for _ in 0..5 {
+        succeed(&breaker).await.unwrap();
+    }
+    assert_eq!(breaker.state(), State::Closed, "4 of 9");
+    fail(&breaker).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open, "5 of 10");
+    assert_eq!(
+        *events.lock().unwrap(),
+        [Trigger::FailureRate {
+            failures: 5,
+            calls: 10
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_older_than_the_window_no_longer_count() {
+    let rate = RateTrip {
+        threshold: 0.5,
+        window: secs(10),
+        min_calls: 10,
+    };
+    let cfg = BreakerConfig {
+        consecutive_failures: None,
+        failure_rate: Some(rate),
+        ..config(1)
+    };
+    let breaker = CircuitBreaker::new(cfg).unwrap();
+    for _ in 0..9 {
+        fail(&breaker).await.unwrap_err();
+    }
+    time::advance(secs(11)).await;
+    assert_eq!(breaker.metrics().1, (0, 0), "the nine failures slid out");
+    for _ in 0..6 {
+        succeed(&breaker).await.unwrap();
+    }
+    for _ in 0..4 {
+        fail(&breaker).await.unwrap_err();
+    }
+    assert_eq!(breaker.metrics().1, (10, 4));
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_calls_count_as_failures_but_keep_their_result() {
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        slow_call: Some(secs(1)),
+        ..config(2)
+    })
+    .unwrap();
+    slow_ok(&breaker, Duration::from_millis(1000))
+        .await
+        .unwrap(); // at the limit: not slow
+    assert_eq!(breaker.metrics().0.slow_calls, 0);
+    for _ in 0..2 {
+        assert_eq!(slow_ok(&breaker, secs(2)).await, Ok(()));
+    }
+    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.metrics().0.slow_calls, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_classifier_decides_which_errors_count() {
+    let breaker = CircuitBreaker::new(config(3))
+        .unwrap()
+        .with_classifier(|e: &&str| *e != "404");
+    for _ in 0..10 {
+        let result = breaker.call(|| async { Err::<(), _>("404") }).await;
+        assert_eq!(result, Err(CallError::Failed("404")));
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.metrics().0.ignored_errors, 10);
+    for _ in 0..3 {
+        breaker
+            .call(|| async { Err::<(), _>("500") })
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_arrive_in_order_through_the_hook_and_the_watch_channel() {
+    let breaker = CircuitBreaker::new(config(1)).unwrap();
+    let start = Instant::now();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    breaker.on_transition(move |t| {
+        seen.lock()
+            .unwrap()
+            .push((t.from, t.to, t.trigger, t.at - start))
+    });
+    let mut state_rx = breaker.subscribe();
+
+    fail(&breaker).await.unwrap_err();
+    assert!(state_rx.has_changed().unwrap());
+    assert_eq!(*state_rx.borrow_and_update(), State::Open);
+    time::advance(secs(30)).await;
+    fail(&breaker).await.unwrap_err(); // half-open, then the probe fails
+    time::advance(secs(30)).await;
+    succeed(&breaker).await.unwrap();
+    assert_eq!(*state_rx.borrow_and_update(), State::Closed);
+
+    use State::*;
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            (Closed, Open, Trigger::ConsecutiveFailures(1), secs(0)),
+            (Open, HalfOpen, Trigger::CoolDownElapsed, secs(30)),
+            (HalfOpen, Open, Trigger::ProbeFailed, secs(30)),
+            (Open, HalfOpen, Trigger::CoolDownElapsed, secs(60)),
+            (HalfOpen, Closed, Trigger::ProbesSucceeded(1), secs(60)),
+        ]
+    );
+    assert_eq!(breaker.metrics().0.transitions, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_failure_from_before_the_trip_does_not_knock_over_the_probes() {
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        success_threshold: 2,
+        ..config(1)
+    })
+    .unwrap();
+    // Admitted while closed; fails 40 s later, long after the trip.
+    let late = breaker.call(|| async {
+        time::sleep(secs(40)).await;
+        Err::<(), _>("late")
+    });
+    let rest = async {
+        fail(&breaker).await.unwrap_err(); // trips at 0 s
+        time::advance(secs(30)).await;
+        succeed(&breaker).await.unwrap(); // first probe succeeds at 30 s
+    };
+    let (late, ()) = tokio::join!(late, rest);
+    assert_eq!(late, Err(CallError::Failed("late")));
+    assert_eq!(
+        breaker.state(),
+        State::HalfOpen,
+        "the stale failure was ignored"
+    );
+    succeed(&breaker).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[test]
+fn configurations_that_cannot_work_are_refused() {
+    let none = BreakerConfig {
+        consecutive_failures: None,
+        failure_rate: None,
+        ..config(1)
+    };
+    assert!(CircuitBreaker::new(none).is_err());
+    assert!(
+        CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 0,
+            ..config(1)
+        })
+        .is_err()
+    );
+    let bad_rate = RateTrip {
+        threshold: 1.5,
+        window: secs(1),
+        min_calls: 1,
+    };
+    let err = CircuitBreaker::new(BreakerConfig {
+        failure_rate: Some(bad_rate),
+        ..config(1)
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid circuit breaker config: failure_rate"),
+        "{err}"
+    );
+}
+
+/// Real loopback sockets (real time; nothing here depends on timing): a
+/// 500-answering endpoint opens the circuit after three requests, and the
+/// fourth call never reaches the server.
+#[tokio::test]
+async fn against_the_sandbox_the_open_circuit_spares_the_server() {
+    let client = http::client(secs(10)).unwrap();
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
+        .await
+        .unwrap();
+    let breaker = CircuitBreaker::new(config(3))
+        .unwrap()
+        .with_classifier(HttpError::is_server_fault);
+    let not_found = sandbox.url("/status/404");
+    breaker
+        .call(|| http::get_json(&client, &not_found))
+        .await
+        .unwrap_err();
+    let url = sandbox.url("/flaky?fail_rate=1&seed=1");
+    for _ in 0..3 {
+        let err = breaker
+            .call(|| http::get_json(&client, &url))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CallError::Failed(HttpError::Status { .. })),
+            "{err}"
+        );
+    }
+    let err = breaker
+        .call(|| http::get_json(&client, &url))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Open(_)), "{err}");
+    assert_eq!(
+        sandbox.stats().requests,
+        4,
+        "one 404 and three 5xx; the fifth call was spared"
+    );
+}
