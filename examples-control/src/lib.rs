@@ -1,1 +1,24 @@
-//! control examples (not yet ported; see the README's example table).
+//! Concurrency control: limiting and protecting shared things.
+//!
+//! Two patterns from the asyncio cookbook, ported to tokio and made right:
+//!
+//! - [`resource_pool`] (seed Example 8, bin `semaphore-pool`): a pool whose
+//!   permit *is* the resource. `acquire` hands out a guard owning one
+//!   specific resource, FIFO among waiters, with a timeout, `close()`, wait
+//!   statistics and a high-water mark. [`timeline`] draws who held what.
+//! - [`bank`] (seed Example 9, bin `bank-account`): shared state behind a
+//!   lock, three ways (std `Mutex`, tokio `Mutex` with an await under it,
+//!   an actor), in integer cents with a typed `InsufficientFunds`, lock
+//!   ordering for transfers, a transaction log that is checked against the
+//!   balances, and a demonstration of the race you get when check and act
+//!   are split by an `.await`.
+//!
+//! ```text
+//! cargo run --bin semaphore-pool
+//! cargo run --bin bank-account -- --demo-race
+//! cargo test -p examples-control
+//! ```
+
+pub mod bank;
+pub mod resource_pool;
+pub mod timeline;

@@ -1,0 +1,257 @@
+//! One workload for every design: the stress test and the benchmark.
+//!
+//! [`run`] spawns `tasks` tasks, each doing `ops_per_task` seeded random
+//! operations against any [`Bank`], and counts what happened. Because the
+//! same code drives all three designs, their figures compare like for like,
+//! and [`super::verify`] can check each one's log against its balances
+//! afterwards. [`opposite_transfers`] is the deadlock probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{AccountId, Bank, BankError, Cents, LedgerSummary, verify};
+
+/// Which operations the tasks pick from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// Only transfers: the bank's total must stay exactly the same.
+    Transfers,
+    /// Deposits, withdrawals, transfers and balance reads, a quarter each
+    /// (no transfers with a single account).
+    Mixed,
+}
+
+/// The shape of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// Concurrent tasks.
+    pub tasks: usize,
+    /// Operations per task.
+    pub ops_per_task: usize,
+    /// Accounts the bank has (the tasks pick among them).
+    pub accounts: usize,
+    /// Largest amount of one operation, in cents (amounts are 1..=this).
+    pub max_amount: u64,
+    /// Operation mix.
+    pub mix: Mix,
+    /// RNG seed; task `i` uses `seed + i`, so a run is reproducible.
+    pub seed: u64,
+}
+
+/// What a run did. `ok + insufficient == ops`: every operation is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkloadReport {
+    /// Operations attempted.
+    pub ops: u64,
+    /// Operations that succeeded.
+    pub ok: u64,
+    /// Withdrawals and transfers refused with `InsufficientFunds`.
+    pub insufficient: u64,
+    /// Successful deposits, in total.
+    pub deposited: Cents,
+    /// Successful withdrawals, in total.
+    pub withdrawn: Cents,
+    /// Successful transfers.
+    pub transfers: u64,
+    /// Wall time from the first spawn to the last task's end.
+    #[serde(skip)]
+    pub elapsed: Duration,
+    /// True if `stop` fired before every task finished its operations.
+    pub stopped_early: bool,
+}
+
+impl WorkloadReport {
+    fn add(&mut self, other: &Self) {
+        self.ops += other.ops;
+        self.ok += other.ok;
+        self.insufficient += other.insufficient;
+        self.deposited.0 += other.deposited.0;
+        self.withdrawn.0 += other.withdrawn.0;
+        self.transfers += other.transfers;
+        self.stopped_early |= other.stopped_early;
+    }
+
+    /// Operations per second of wall time.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `workload` against `bank`. Tasks check `stop` between operations
+/// and end early when it fires. Any error other than `InsufficientFunds`
+/// is a bug and ends the run with that error.
+pub async fn run<B: Bank>(
+    bank: Arc<B>,
+    workload: Workload,
+    stop: CancellationToken,
+) -> anyhow::Result<WorkloadReport> {
+    if workload.accounts == 0 || (workload.mix == Mix::Transfers && workload.accounts < 2) {
+        anyhow::bail!(
+            "this workload needs at least {} accounts",
+            1 + usize::from(workload.mix == Mix::Transfers)
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let mut tasks = JoinSet::new();
+    for task in 0..workload.tasks {
+        let (bank, stop) = (Arc::clone(&bank), stop.clone());
+        tasks.spawn(async move { one_task(&*bank, workload, task, &stop).await });
+    }
+    let mut total = WorkloadReport::default();
+    while let Some(joined) = tasks.join_next().await {
+        total.add(&joined??);
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// A run whose books were checked afterwards.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CheckedRun {
+    /// Which design ran.
+    pub design: &'static str,
+    /// What the tasks did.
+    pub report: WorkloadReport,
+    /// What the bank's log says happened (it agreed with the report).
+    pub ledger: LedgerSummary,
+    /// Sum of all balances before the run.
+    pub total_before: Cents,
+    /// Sum of all balances after it.
+    pub total_after: Cents,
+    /// Operations per second of wall time.
+    pub ops_per_sec: f64,
+}
+
+/// [`run`], then the books: the log replays to the balances ([`verify`]),
+/// it records exactly the deposits and withdrawals the tasks saw succeed,
+/// the total moved by exactly deposits minus withdrawals, and every
+/// operation was counted. Any mismatch is an error.
+pub async fn run_checked<B: Bank>(
+    bank: Arc<B>,
+    opening: &[Cents],
+    workload: Workload,
+    stop: CancellationToken,
+) -> anyhow::Result<CheckedRun> {
+    let design = bank.design();
+    let report = run(Arc::clone(&bank), workload, stop).await?;
+    let audit = bank.audit().await?;
+    let ledger = verify(opening, &audit).map_err(|e| anyhow::anyhow!("{design}: {e}"))?;
+    let total_before = Cents(opening.iter().map(|c| c.0).sum());
+    let total_after = Cents(audit.balances.iter().map(|c| c.0).sum());
+    if total_after.0 + report.withdrawn.0 != total_before.0 + report.deposited.0
+        || (ledger.deposited, ledger.withdrawn) != (report.deposited, report.withdrawn)
+        || ledger.transfers as u64 != report.transfers
+        || report.ok + report.insufficient != report.ops
+    {
+        anyhow::bail!("{design}: money appeared or vanished: {report:?} vs {ledger:?}");
+    }
+    Ok(CheckedRun {
+        design,
+        report,
+        ledger,
+        total_before,
+        total_after,
+        ops_per_sec: report.ops_per_sec(),
+    })
+}
+
+async fn one_task<B: Bank>(
+    bank: &B,
+    workload: Workload,
+    task: usize,
+    stop: &CancellationToken,
+) -> Result<WorkloadReport, BankError> {
+    // SmallRng (xoshiro): a few ns per number, so the benchmark measures the
+    // bank rather than a cryptographic generator.
+    let mut rng = SmallRng::seed_from_u64(workload.seed.wrapping_add(task as u64));
+    let mut report = WorkloadReport::default();
+    for op in 0..workload.ops_per_task {
+        // Every 64 operations is prompt enough, and keeps the check off the
+        // benchmark's hot path.
+        if op % 64 == 0 && stop.is_cancelled() {
+            report.stopped_early = true;
+            break;
+        }
+        let account: AccountId = rng.random_range(0..workload.accounts);
+        let amount = Cents(rng.random_range(1..=workload.max_amount));
+        // 0 transfer, 1 deposit, 2 withdrawal, 3 balance read.
+        let kind = match workload.mix {
+            Mix::Transfers => 0,
+            Mix::Mixed if workload.accounts == 1 => rng.random_range(1..4),
+            Mix::Mixed => rng.random_range(0..4),
+        };
+        let outcome = match kind {
+            0 => {
+                // Any other account: shift by 1..accounts, wrapping around.
+                let to = (account + rng.random_range(1..workload.accounts)) % workload.accounts;
+                bank.transfer(account, to, amount)
+                    .await
+                    .map(|()| report.transfers += 1)
+            }
+            1 => bank
+                .deposit(account, amount)
+                .await
+                .map(|_| report.deposited.0 += amount.0),
+            2 => bank
+                .withdraw(account, amount)
+                .await
+                .map(|_| report.withdrawn.0 += amount.0),
+            _ => bank.balance(account).await.map(drop),
+        };
+        report.ops += 1;
+        match outcome {
+            Ok(()) => report.ok += 1,
+            Err(BankError::InsufficientFunds(_)) => report.insufficient += 1,
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(report)
+}
+
+/// `rounds` transfers from `a` to `b` and `rounds` from `b` to `a`, all at
+/// once, `per_task` per task. Without a lock order this is the classic
+/// deadlock; callers put a timeout around it.
+pub async fn opposite_transfers<B: Bank>(
+    bank: Arc<B>,
+    (a, b): (AccountId, AccountId),
+    rounds: usize,
+    per_task: usize,
+    amount: Cents,
+) -> anyhow::Result<u64> {
+    let mut tasks = JoinSet::new();
+    let per_task = per_task.max(1);
+    for (from, to) in [(a, b), (b, a)] {
+        let mut left = rounds;
+        while left > 0 {
+            let n = left.min(per_task);
+            left -= n;
+            let bank = Arc::clone(&bank);
+            tasks.spawn(async move {
+                let mut done = 0u64;
+                for _ in 0..n {
+                    match bank.transfer(from, to, amount).await {
+                        Ok(()) => done += 1,
+                        Err(BankError::InsufficientFunds(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                    // Yield so the opposite direction interleaves even on a
+                    // single-threaded runtime (the std design never awaits).
+                    tokio::task::yield_now().await;
+                }
+                Ok(done)
+            });
+        }
+    }
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        done += joined??;
+    }
+    Ok(done)
+}
