@@ -1,1 +1,28 @@
-//! ws examples (not yet ported; see the README's example table).
+//! WebSocket patterns: a client that stays connected, a broadcast server
+//! that a slow client cannot stall, and a load generator for both.
+//!
+//! Ports seed Examples 4 and 5 (see each module for what changes and why).
+//!
+//! - [`client`]: supervisor task with heartbeat + pong deadline, jittered
+//!   reconnect, bounded outbox, events as a stream.
+//! - [`backoff`]: the capped full-jitter schedule the client uses.
+//! - [`server`]: axum server with one `broadcast` channel per room, one
+//!   writer task per connection, a lag policy, limits, graceful shutdown,
+//!   and a browser page at `/`.
+//! - [`message`]: the JSON the server sends.
+//! - [`load`]: fan-out and idle-connection benchmarks (`ws-load`).
+//!
+//! ```text
+//! cargo run --bin ws-reconnecting-client
+//! cargo run --bin ws-broadcast-server          # then open http://127.0.0.1:8080/
+//! cargo run --release --bin ws-load -- --clients 1000 --messages 1000
+//! cargo test -p examples-ws
+//! ```
+
+pub mod backoff;
+pub mod cli;
+pub mod client;
+pub mod load;
+pub mod message;
+pub mod os;
+pub mod server;

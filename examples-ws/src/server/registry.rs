@@ -1,0 +1,207 @@
+//! Channels: one `tokio::sync::broadcast` each, created on first subscribe,
+//! removed with their last subscriber, each with a supervised ticker.
+//!
+//! `broadcast` is a ring buffer of `capacity` messages shared by every
+//! receiver: a send never waits for receivers (so a slow client cannot
+//! stall the publisher), and a receiver that falls more than `capacity`
+//! messages behind gets `RecvError::Lagged(n)` instead of silently losing
+//! them. The payload is `Utf8Bytes` (reference-counted), so a message is
+//! serialised once and shared by all 1,000 writers, not copied 1,000 times.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::message::{ChatMessage, TICKER_NAME, now_ms};
+
+/// One channel: its sender and its sequence counter.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    name: String,
+    /// The sequence number and the send happen under this lock, so the ring
+    /// holds messages in `seq` order even with many concurrent publishers.
+    /// std Mutex: held for one serialisation and one non-blocking send, never
+    /// across an `.await`.
+    seq: Mutex<u64>,
+    tx: broadcast::Sender<Utf8Bytes>,
+    published: Arc<AtomicU64>,
+}
+
+impl Channel {
+    /// Publishes `text` from `from`; returns its sequence number.
+    pub(crate) fn publish(&self, from: &str, text: &str) -> u64 {
+        // A poisoned lock means a panic mid-publish; the counter is still a
+        // plain integer, so carrying on is safe.
+        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        *seq += 1;
+        let message = ChatMessage {
+            channel: self.name.clone(),
+            seq: *seq,
+            from: from.to_owned(),
+            text: text.to_owned(),
+            ts: now_ms(),
+            missed: None,
+        };
+        // Serialising plain structs of strings and integers cannot fail.
+        let json = serde_json::to_string(&message).expect("ChatMessage serialises");
+        // Err = no receivers right now; a message to an empty room is gone
+        // by definition, not lost.
+        let _ = self.tx.send(Utf8Bytes::from(json));
+        self.published.fetch_add(1, Ordering::Relaxed);
+        *seq
+    }
+
+    /// The channel's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+struct Entry {
+    channel: Arc<Channel>,
+    subscribers: usize,
+    /// Stops this channel's ticker when the channel goes away.
+    ticker: CancellationToken,
+}
+
+/// The map of live channels.
+pub(crate) struct Registry {
+    /// std Mutex: every critical section is a map lookup or insert.
+    channels: Mutex<HashMap<String, Entry>>,
+    max_channels: usize,
+    capacity: usize,
+    tick_interval: Option<Duration>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    published: Arc<AtomicU64>,
+}
+
+/// Refused: a new channel would pass `max_channels`.
+#[derive(Debug)]
+pub(crate) struct TooManyChannels;
+
+impl Registry {
+    pub(crate) fn new(
+        max_channels: usize,
+        capacity: usize,
+        tick_interval: Option<Duration>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            channels: Mutex::new(HashMap::new()),
+            max_channels,
+            capacity: capacity.max(1), // broadcast::channel(0) panics
+            tick_interval,
+            tracker,
+            shutdown,
+            published: Arc::default(),
+        })
+    }
+
+    /// Joins `name`, creating it (and its ticker) if needed.
+    pub(crate) fn subscribe(self: &Arc<Self>, name: &str) -> Result<Subscription, TooManyChannels> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if !channels.contains_key(name) {
+            if channels.len() >= self.max_channels {
+                return Err(TooManyChannels);
+            }
+            let (tx, _) = broadcast::channel(self.capacity);
+            let channel = Arc::new(Channel {
+                name: name.to_owned(),
+                seq: Mutex::new(0),
+                tx,
+                published: self.published.clone(),
+            });
+            let ticker = self.shutdown.child_token();
+            if let Some(period) = self.tick_interval {
+                // Supervised, not fire-and-forget: the tracker lets shutdown
+                // wait for it, and the token stops it with its channel.
+                self.tracker
+                    .spawn(tick(channel.clone(), period, ticker.clone()));
+            }
+            channels.insert(
+                name.to_owned(),
+                Entry {
+                    channel,
+                    subscribers: 0,
+                    ticker,
+                },
+            );
+        }
+        // Just inserted or already present.
+        let entry = channels.get_mut(name).expect("entry exists");
+        entry.subscribers += 1;
+        Ok(Subscription {
+            rx: entry.channel.tx.subscribe(),
+            channel: entry.channel.clone(),
+            registry: self.clone(),
+        })
+    }
+
+    /// The channel `name`, if it has subscribers.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.get(name).map(|entry| entry.channel.clone())
+    }
+
+    /// Live channels.
+    pub(crate) fn len(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Messages published on all channels since start.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    fn unsubscribe(&self, name: &str) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = channels.get_mut(name) {
+            entry.subscribers -= 1;
+            if entry.subscribers == 0 {
+                entry.ticker.cancel();
+                channels.remove(name);
+                tracing::debug!(channel = name, "channel removed: no subscribers");
+            }
+        }
+    }
+}
+
+/// Membership of one connection in one channel; leaving is `Drop`, so no
+/// exit path (error, panic, shutdown) can forget it.
+pub(crate) struct Subscription {
+    pub(crate) rx: broadcast::Receiver<Utf8Bytes>,
+    pub(crate) channel: Arc<Channel>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.registry.unsubscribe(self.channel.name());
+    }
+}
+
+/// The external event source of a channel (standing in for Redis or Kafka).
+async fn tick(channel: Arc<Channel>, period: Duration, stop: CancellationToken) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut count = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = interval.tick() => {
+                count += 1;
+                channel.publish(TICKER_NAME, &format!("tick {count}"));
+            }
+        }
+    }
+}
