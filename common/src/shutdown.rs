@@ -3,38 +3,62 @@
 //! Binaries pass it to their `run(.., shutdown: impl Future)` so tests can
 //! inject their own trigger (a oneshot, a `CancellationToken`) instead.
 
-/// Resolves on the first Ctrl-C (SIGINT) or, on unix, SIGTERM.
-///
-/// The Python seed installs handlers with `loop.add_signal_handler`; here the
-/// signals are streams that tokio registers on first use. If a handler cannot
-/// be installed (rare: no signal support in a sandbox) that source is treated
-/// as never firing, and a warning is logged, instead of stopping at once.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for Ctrl-C: {err}");
-            std::future::pending::<()>().await;
-        }
-    };
+use std::future::Future;
 
+/// Listens for Ctrl-C (SIGINT) and, on unix, SIGTERM; the returned future
+/// resolves on the first of them.
+///
+/// **Call it before announcing readiness.** The handlers are installed when
+/// this function is *called*, not when the future is first polled: tokio
+/// delivers a signal only to listeners that exist when it arrives, and until
+/// one exists the default disposition applies, so a SIGTERM sent right after
+/// a "listening on ..." line would kill the process outright instead of
+/// starting a graceful stop. (An `async fn` would register lazily, on first
+/// poll; that is the trap this signature avoids.)
+///
+/// The Python seed uses `loop.add_signal_handler`; here the signals are
+/// streams. If a handler cannot be installed (rare: no signal support in a
+/// sandbox) that source is treated as never firing, with a warning, rather
+/// than stopping at once. Must be called inside a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
+    {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(stream) => Some(stream),
             Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
+                tracing::warn!("cannot listen for {name}: {err}");
+                None
+            }
+        };
+        // Registered here, synchronously: from this line on no signal is missed.
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            // A missing stream never fires; `recv` returning None (the
+            // driver gone) is treated the same way.
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                if let Some(mut stream) = stream
+                    && stream.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                () = wait(interrupt) => tracing::info!("Ctrl-C received, shutting down"),
+                () = wait(terminate) => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            if let Err(err) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot listen for Ctrl-C: {err}");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("Ctrl-C received, shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }

@@ -59,6 +59,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         api_burst: args.api_burst,
         api_latency: Duration::from_millis(args.api_latency_ms),
     };
+    // Handlers first, so a SIGTERM right after the banner is a clean stop.
+    let shutdown = common::shutdown_signal();
     let sandbox = Sandbox::start(config)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -89,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("Ctrl-C to stop");
 
-    common::shutdown_signal().await;
+    shutdown.await;
     let stats = sandbox.stats();
     sandbox.shutdown().await.context("sandbox server failed")?;
     println!("stopped after {} requests", stats.requests);

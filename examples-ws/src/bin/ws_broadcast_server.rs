@@ -102,6 +102,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let hub = Hub::new(config);
+    // Signal handlers before the banner: a SIGTERM right after "listening"
+    // must start a graceful stop, not kill the process.
+    let shutdown = common::shutdown_signal();
     if !args.json {
         println!("listening on http://{local}");
         println!("  open http://{local}/ in a browser to chat");
@@ -110,7 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("Ctrl-C to stop");
     }
-    let report = server::serve(listener, hub.clone(), common::shutdown_signal())
+    let report = server::serve(listener, hub.clone(), shutdown)
         .await
         .context("server failed")?;
     let stats = hub.stats();

@@ -102,8 +102,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     // Ctrl-C / SIGTERM: tasks stop between operations; the ledger is still checked.
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
+    // Called here, not inside the task, so the handlers exist from this line on.
+    let signal = common::shutdown_signal();
     tokio::spawn(async move {
-        common::shutdown_signal().await;
+        signal.await;
         on_signal.cancel()
     });
     if !args.json {

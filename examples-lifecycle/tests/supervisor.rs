@@ -1,0 +1,305 @@
+//! Behaviour of the supervisor, on the paused clock: ticks, restarts with
+//! backoff, liveness, and a stop that aborts what overruns its deadline.
+
+use std::time::Duration;
+
+use examples_lifecycle::background::{self, DemoOptions};
+use examples_lifecycle::supervisor::{
+    Backoff, Event, ExitReason, RestartPolicy, Supervisor, TaskContext, TaskSpec, TaskState,
+};
+use tokio::sync::broadcast;
+use tokio::time::{self, Instant};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A well-behaved periodic task: ticks every `period` until asked to stop.
+async fn ticking(ctx: TaskContext, period: Duration) -> anyhow::Result<()> {
+    let mut ticker = time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = ctx.cancelled() => return Ok(()),
+            _ = ticker.tick() => ctx.tick(),
+        }
+    }
+}
+
+/// Receives the next event (the paused clock jumps to it).
+async fn next(events: &mut broadcast::Receiver<Event>) -> Event {
+    // The supervisor keeps its sender while running, so recv only fails on
+    // a lag, which these small tests cannot cause.
+    events.recv().await.expect("event stream open")
+}
+
+fn exit_reason(state: &TaskState) -> Option<&ExitReason> {
+    match state {
+        TaskState::Exited(reason) => Some(reason),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_tick_at_their_intervals() {
+    let specs = vec![
+        TaskSpec::new("fast", RestartPolicy::Never, |ctx| ticking(ctx, secs(1))),
+        TaskSpec::new("slow", RestartPolicy::Never, |ctx| ticking(ctx, secs(3))),
+    ];
+    let (supervisor, _events) = Supervisor::start(specs);
+    let started = Instant::now();
+    time::sleep(Duration::from_millis(10_500)).await;
+
+    let status = supervisor.status();
+    assert_eq!(status.task("fast").unwrap().ticks, 10);
+    assert_eq!(status.task("slow").unwrap().ticks, 3);
+    assert_eq!(
+        status.task("slow").unwrap().last_tick,
+        Some(started + secs(9))
+    );
+    assert!(status.healthy());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_seed_tasks_tick_at_the_seed_periods_and_warmup_completes() {
+    let (supervisor, _events) = Supervisor::start(background::demo_tasks(DemoOptions::default()));
+    time::sleep(Duration::from_millis(10_500)).await;
+
+    let status = supervisor.status();
+    assert_eq!(status.task("data-processor").unwrap().ticks, 5); // every 2 s
+    assert_eq!(status.task("cleanup").unwrap().ticks, 2); // every 5 s
+    assert_eq!(status.task("heartbeat").unwrap().ticks, 10); // every 1 s
+    let warmup = status.task("cache-warmup").unwrap();
+    assert_eq!(exit_reason(&warmup.state), Some(&ExitReason::Completed));
+    assert!(status.healthy(), "{status}");
+
+    let report = supervisor.stop(secs(2)).await;
+    for name in ["data-processor", "cleanup", "heartbeat"] {
+        let task = report.task(name).unwrap();
+        assert_eq!(
+            exit_reason(&task.state),
+            Some(&ExitReason::Stopped),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_task_is_restarted_with_backoff_and_reported() {
+    let backoff = Backoff {
+        initial: secs(1),
+        max: secs(8),
+    };
+    let specs = vec![TaskSpec::new(
+        "crashy",
+        RestartPolicy::OnFailure(backoff),
+        |_ctx| async {
+            panic!("bad batch");
+        },
+    )];
+    let (supervisor, mut events) = Supervisor::start(specs);
+    let started = Instant::now();
+
+    let mut starts = Vec::new();
+    let mut delays = Vec::new();
+    while delays.len() < 4 {
+        match next(&mut events).await {
+            Event::Started { run, .. } => starts.push((run, Instant::now() - started)),
+            Event::Exited {
+                reason, restart_in, ..
+            } => {
+                // Noticed at once: the same instant the run started.
+                assert_eq!(reason, ExitReason::Panicked("bad batch".to_owned()));
+                delays.push(restart_in.expect("OnFailure restarts after a panic"));
+            }
+        }
+    }
+    assert_eq!(delays, [secs(1), secs(2), secs(4), secs(8)]);
+    assert_eq!(
+        starts,
+        [(1, secs(0)), (2, secs(1)), (3, secs(3)), (4, secs(7))]
+    );
+
+    let status = supervisor.status();
+    let crashy = status.task("crashy").unwrap();
+    assert_eq!(crashy.restarts, 4);
+    assert_eq!(crashy.last_failure.as_deref(), Some("bad batch"));
+    assert!(matches!(crashy.state, TaskState::BackingOff { .. }));
+    assert!(!status.healthy());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_healthy_run_resets_the_backoff() {
+    let backoff = Backoff {
+        initial: secs(1),
+        max: secs(4),
+    };
+    // Each run fails after 5 s, longer than `max`: never a crash loop.
+    let specs = vec![TaskSpec::new(
+        "flaky",
+        RestartPolicy::OnFailure(backoff),
+        |_ctx| async {
+            time::sleep(secs(5)).await;
+            anyhow::bail!("lost the connection")
+        },
+    )];
+    let (_supervisor, mut events) = Supervisor::start(specs);
+    let mut delays = Vec::new();
+    while delays.len() < 3 {
+        if let Event::Exited {
+            reason, restart_in, ..
+        } = next(&mut events).await
+        {
+            assert_eq!(reason, ExitReason::Failed("lost the connection".to_owned()));
+            delays.extend(restart_in);
+        }
+    }
+    assert_eq!(delays, [secs(1), secs(1), secs(1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_task_with_policy_never_stays_down_and_is_reported() {
+    let specs = vec![
+        TaskSpec::new("once", RestartPolicy::Never, |_ctx| async {
+            Err(anyhow::anyhow!("disk full").context("write snapshot"))
+        }),
+        TaskSpec::new("steady", RestartPolicy::Never, |ctx| ticking(ctx, secs(1))),
+    ];
+    let (supervisor, mut events) = Supervisor::start(specs);
+    loop {
+        if let Event::Exited {
+            task,
+            reason,
+            restart_in,
+        } = next(&mut events).await
+        {
+            assert_eq!(task, "once");
+            assert_eq!(
+                reason,
+                ExitReason::Failed("write snapshot: disk full".to_owned())
+            );
+            assert_eq!(restart_in, None);
+            break;
+        }
+    }
+    time::sleep(secs(30)).await;
+    let status = supervisor.status();
+    assert_eq!(status.task("once").unwrap().runs, 1);
+    assert!(!status.healthy(), "a dead task must make the app unhealthy");
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_restarts_a_task_that_returns_ok() {
+    let backoff = Backoff {
+        initial: secs(2),
+        max: secs(60),
+    };
+    let specs = vec![TaskSpec::new(
+        "loop",
+        RestartPolicy::Always(backoff),
+        |_ctx| async { Ok(()) },
+    )];
+    let (supervisor, mut events) = Supervisor::start(specs);
+    let mut restarts = Vec::new();
+    while restarts.len() < 2 {
+        if let Event::Exited {
+            reason, restart_in, ..
+        } = next(&mut events).await
+        {
+            assert_eq!(reason, ExitReason::Completed);
+            restarts.extend(restart_in);
+        }
+    }
+    assert_eq!(restarts, [secs(2), secs(4)]);
+    assert_eq!(supervisor.status().task("loop").unwrap().restarts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_task_is_flagged_stale() {
+    let specs = vec![
+        TaskSpec::new("hung", RestartPolicy::Never, |ctx| async move {
+            ctx.tick();
+            // Stuck on something that never answers, but still "running".
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .stale_after(secs(3)),
+    ];
+    let (supervisor, _events) = Supervisor::start(specs);
+    time::sleep(secs(2)).await;
+    assert!(supervisor.status().healthy());
+    time::sleep(secs(2)).await;
+    let status = supervisor.status();
+    let hung = status.task("hung").unwrap();
+    assert_eq!(hung.state, TaskState::Running);
+    assert!(hung.is_stale(status.at));
+    assert!(!status.healthy());
+    assert!(
+        status.to_string().contains("STALE, silent for 4.0s"),
+        "{status}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_completes_within_the_deadline_when_tasks_cooperate() {
+    let specs = vec![
+        TaskSpec::new("a", RestartPolicy::Never, |ctx| ticking(ctx, secs(1))),
+        // Needs 1 s of async cleanup after the stop request: within 5 s.
+        TaskSpec::new("b", RestartPolicy::Never, |ctx| async move {
+            ctx.cancelled().await;
+            time::sleep(secs(1)).await;
+            Ok(())
+        }),
+    ];
+    let (supervisor, _events) = Supervisor::start(specs);
+    time::sleep(secs(3)).await;
+    let asked = Instant::now();
+    let report = supervisor.stop(secs(5)).await;
+    assert_eq!(Instant::now() - asked, secs(1));
+    for task in &report.tasks {
+        assert_eq!(
+            exit_reason(&task.state),
+            Some(&ExitReason::Stopped),
+            "{}",
+            task.name
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_overruns_the_deadline_is_aborted_and_reported() {
+    let specs = vec![
+        TaskSpec::new("polite", RestartPolicy::Never, |ctx| ticking(ctx, secs(1))),
+        // Ignores the token entirely.
+        TaskSpec::new("stubborn", RestartPolicy::Never, |_ctx| async {
+            time::sleep(secs(3600)).await;
+            Ok(())
+        }),
+    ];
+    let (supervisor, _events) = Supervisor::start(specs);
+    let asked = Instant::now();
+    let report = supervisor.stop(secs(2)).await;
+    assert_eq!(Instant::now() - asked, secs(2));
+    let reason = |name| exit_reason(&report.task(name).unwrap().state).cloned();
+    assert_eq!(reason("polite"), Some(ExitReason::Stopped));
+    assert_eq!(reason("stubborn"), Some(ExitReason::Aborted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_backing_off_when_stop_arrives_is_not_run_again() {
+    let backoff = Backoff {
+        initial: secs(10),
+        max: secs(60),
+    };
+    let specs = vec![TaskSpec::new(
+        "crashy",
+        RestartPolicy::OnFailure(backoff),
+        |_ctx| async { anyhow::bail!("boom") },
+    )];
+    let (supervisor, mut events) = Supervisor::start(specs);
+    while !matches!(next(&mut events).await, Event::Exited { .. }) {}
+    let report = supervisor.stop(secs(1)).await;
+    let crashy = report.task("crashy").unwrap();
+    assert_eq!(crashy.runs, 1);
+    assert_eq!(exit_reason(&crashy.state), Some(&ExitReason::Stopped));
+    assert_eq!(crashy.last_failure.as_deref(), Some("boom"));
+}
