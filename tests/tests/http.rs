@@ -128,9 +128,7 @@ async fn rate_limited_client_without_the_limiter_is_refused_with_429s() {
 #[tokio::test]
 async fn rate_limited_client_refuses_a_rate_of_zero_or_less() {
     for rps in ["--rps=0", "--rps=-1", "--rps=abc", "--rps=inf"] {
-        let output = run("rate-limited-client", &[rps], LIMIT)
-            .await
-            .unwrap();
+        let output = run("rate-limited-client", &[rps], LIMIT).await.unwrap();
         assert_clear_error(&output, 2, "--rps");
     }
 }

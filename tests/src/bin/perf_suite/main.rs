@@ -1,0 +1,375 @@
+//! The performance suite: every example at a fixed scale, one report.
+//!
+//! Builds the workspace in `--release`, runs each example's scale mode with
+//! fixed workload sizes, reads the one-line `--json` summary each prints,
+//! measures wall time and peak RSS *from outside* the process (`wait4(2)`
+//! returns the child's `ru_maxrss`), and writes `results.json` and
+//! `results.md` (plus the benchmark's SVG chart) beside a description of the
+//! machine it ran on.
+//!
+//! ```text
+//! scripts/bench.sh            # full sizes, minutes; results in target/bench/
+//! scripts/bench.sh --quick    # tiny sizes, seconds: what CI runs so the suite cannot rot
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+mod workloads;
+
+use workloads::{Workload, workloads};
+
+/// Runs every example at scale and writes one report (see the module docs).
+#[derive(Debug)]
+struct Args {
+    quick: bool,
+    build: bool,
+    out: PathBuf,
+    only: Option<String>,
+}
+
+const USAGE: &str = "\
+Usage: perf-suite [--quick] [--no-build] [--out DIR] [--only SUBSTRING]
+
+Runs every example's scale mode in --release and writes results.json and
+results.md (with the machine description) to DIR (default target/bench).
+
+Options:
+  --quick          tiny workload sizes (seconds): the CI smoke run
+  --no-build       do not run `cargo build --release` first
+  --out DIR        where to write the report (default target/bench)
+  --only SUBSTR    run only the workloads whose name contains SUBSTR
+  -h, --help       print this help
+";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        build: true,
+        out: e2e::workspace_root().join("target/bench"),
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--no-build" => args.build = false,
+            "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
+            "--only" => args.only = Some(it.next().ok_or("--only needs a value")?),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    common::exit_code(run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let root = e2e::workspace_root();
+    if args.build {
+        eprintln!("building the workspace in --release ...");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root)
+            .args(["build", "--release", "--workspace", "--bins"])
+            .status()
+            .context("run cargo build --release")?;
+        if !status.success() {
+            bail!("cargo build --release failed");
+        }
+    }
+    let bin_dir = root.join("target/release");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
+
+    let machine = machine();
+    eprintln!(
+        "machine: {} cores, {}, {}",
+        machine["cores"], machine["cpu"], machine["os"]
+    );
+
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    for workload in workloads(args.quick, &args.out) {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|s| !workload.name.contains(s))
+        {
+            continue;
+        }
+        eprintln!(
+            "==> {}: {} {}",
+            workload.name,
+            workload.bin,
+            workload.args.join(" ")
+        );
+        let row = match measure(&bin_dir, &workload) {
+            Ok(row) => row,
+            Err(err) => {
+                failures += 1;
+                eprintln!("    FAILED: {err:#}");
+                json!({ "name": workload.name, "bin": workload.bin, "args": workload.args, "error": format!("{err:#}") })
+            }
+        };
+        if let Some(dir) = &workload.cleanup {
+            // Best effort: a leftover directory is only disk (or RAM) space.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        eprintln!("    {}", row_figures(&row, &workload));
+        rows.push((workload, row));
+    }
+
+    let report = json!({
+        "date": utc_date(),
+        "mode": if args.quick { "quick" } else { "full" },
+        "machine": machine,
+        "results": rows.iter().map(|(_, row)| row.clone()).collect::<Vec<_>>(),
+    });
+    let json_path = args.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("write {}", json_path.display()))?;
+    let md_path = args.out.join("results.md");
+    std::fs::write(&md_path, markdown(&report, &rows))
+        .with_context(|| format!("write {}", md_path.display()))?;
+    println!("wrote {} and {}", md_path.display(), json_path.display());
+    if failures > 0 {
+        bail!("{failures} workload(s) failed");
+    }
+    Ok(())
+}
+
+/// Runs one workload; wall time and peak RSS come from `wait4`.
+fn measure(bin_dir: &Path, workload: &Workload) -> anyhow::Result<Value> {
+    let path = bin_dir.join(workload.bin);
+    let mut child = Command::new(&path)
+        .args(&workload.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {}", path.display()))?;
+    let pid = child.id();
+    let started = Instant::now();
+    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take().context("stdout piped")?;
+    let mut stderr = child.stderr.take().context("stderr piped")?;
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        // A read error only truncates what we parse; the exit status decides.
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        // As above: a truncated stderr only shortens an error message.
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // A watchdog kills a run that overstays its limit.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let limit = workload.limit;
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(limit).is_err() {
+            // SAFETY: kill(2) has no memory-safety preconditions; the child
+            // is not reaped until wait4 below returns, so the pid is ours.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return true;
+        }
+        false
+    });
+    let (status, rusage) = wait4(pid)?;
+    let wall = started.elapsed();
+    // The receiver may have timed out already; then there is nobody to tell.
+    let _ = done_tx.send(());
+    let killed = watchdog.join().unwrap_or(false);
+    // Keep `child` alive until here: dropping a std Child never kills or waits.
+    drop(child);
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    if killed {
+        bail!("killed after {limit:?}");
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let last = stderr.lines().last().unwrap_or("").to_owned();
+        bail!("exit status {status}: {last}");
+    }
+    let summary = stdout
+        .lines()
+        .rev()
+        .find_map(|line| {
+            serde_json::from_str::<Value>(line.trim())
+                .ok()
+                .filter(Value::is_object)
+        })
+        .context("no JSON summary line on stdout")?;
+    Ok(json!({
+        "name": workload.name,
+        "bin": workload.bin,
+        "args": workload.args,
+        "wall_s": (wall.as_secs_f64() * 1000.0).round() / 1000.0,
+        // Linux reports ru_maxrss in KiB.
+        "peak_rss_mib": (rusage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0,
+        "summary": summary,
+    }))
+}
+
+/// `wait4(2)`: reaps the child and returns its status and resource usage.
+fn wait4(pid: u32) -> anyhow::Result<(libc::c_int, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; an all-zero value is valid.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers are to live, writable locals of the right type.
+        let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut rusage) };
+        if rc >= 0 {
+            return Ok((status, rusage));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("wait4");
+        }
+    }
+}
+
+/// The figures a reader looks for first, picked by each workload's keys.
+fn row_figures(row: &Value, workload: &Workload) -> String {
+    if let Some(err) = row.get("error") {
+        return format!("error: {}", err.as_str().unwrap_or_default());
+    }
+    let mut parts: Vec<String> = workload
+        .figures
+        .iter()
+        .filter_map(|(label, pointer)| {
+            row["summary"]
+                .pointer(pointer)
+                .map(|v| format!("{label} {}", fmt_value(v)))
+        })
+        .collect();
+    parts.push(format!("wall {} s", row["wall_s"]));
+    parts.push(format!("peak RSS {} MiB", row["peak_rss_mib"]));
+    parts.join(", ")
+}
+
+fn fmt_value(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() != 0.0 && f.abs() >= 100.0 => format!("{f:.0}"),
+        Some(f) if f.fract() != 0.0 => format!("{f:.3}"),
+        _ => v.to_string(),
+    }
+}
+
+fn markdown(report: &Value, rows: &[(Workload, Value)]) -> String {
+    let m = &report["machine"];
+    let mut md = format!(
+        "Measured {} ({} mode) on {} cores, {}, {}, {}.\n\n",
+        report["date"].as_str().unwrap_or_default(),
+        report["mode"].as_str().unwrap_or_default(),
+        m["cores"],
+        m["cpu"].as_str().unwrap_or_default(),
+        m["os"].as_str().unwrap_or_default(),
+        m["rustc"].as_str().unwrap_or_default(),
+    );
+    md.push_str("| workload | command | figures | wall s | peak RSS MiB | target |\n|---|---|---|---|---|---|\n");
+    for (workload, row) in rows {
+        md.push_str(&format!(
+            "| {} | `{} {}` | {} | {} | {} | {} |\n",
+            workload.name,
+            workload.bin,
+            workload.args.join(" "),
+            if row.get("error").is_some() {
+                row_figures(row, workload)
+            } else {
+                workload
+                    .figures
+                    .iter()
+                    .filter_map(|(label, pointer)| {
+                        row["summary"]
+                            .pointer(pointer)
+                            .map(|v| format!("{label} {}", fmt_value(v)))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            row.get("wall_s").map(Value::to_string).unwrap_or_default(),
+            row.get("peak_rss_mib")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+            workload.target,
+        ));
+    }
+    md
+}
+
+/// Cores, CPU model, OS and compiler: the context every figure needs.
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut m = BTreeMap::new();
+    m.insert("cores", json!(cores));
+    m.insert("cpu", json!(cpu));
+    m.insert("os", json!(format!("{os}, Linux {kernel}")));
+    m.insert("rustc", json!(rustc));
+    json!(m)
+}
+
+/// Today's UTC date, from the system clock (no date crate needed).
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}

@@ -1,0 +1,294 @@
+//! The fixed workloads: which binary, which flags, which figures to show.
+//!
+//! Full sizes are the ones the example issues set as targets; quick sizes
+//! exercise the same code paths in a second or two each, so CI catches a
+//! scale flag or a JSON field that stopped working.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One run of one example's scale mode.
+#[derive(Debug, Clone)]
+pub(crate) struct Workload {
+    /// Short name in the report.
+    pub(crate) name: &'static str,
+    /// The binary (a workspace bin name).
+    pub(crate) bin: &'static str,
+    /// Its arguments, `--json` included.
+    pub(crate) args: Vec<String>,
+    /// (label, JSON pointer into the summary) for the report's figures column.
+    pub(crate) figures: Vec<(&'static str, &'static str)>,
+    /// The goal the issue set, for the reader to compare.
+    pub(crate) target: &'static str,
+    /// Killed past this.
+    pub(crate) limit: Duration,
+    /// A directory the run fills and the suite removes afterwards.
+    pub(crate) cleanup: Option<PathBuf>,
+}
+
+/// `full` at full size, `quick` in quick mode.
+fn size(quick: bool, full: u64, small: u64) -> String {
+    if quick { small } else { full }.to_string()
+}
+
+fn workload(
+    name: &'static str,
+    bin: &'static str,
+    args: Vec<String>,
+    figures: &[(&'static str, &'static str)],
+    target: &'static str,
+) -> Workload {
+    Workload {
+        name,
+        bin,
+        args,
+        figures: figures.to_vec(),
+        target,
+        limit: Duration::from_secs(300),
+        cleanup: None,
+    }
+}
+
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => { vec![$($arg.to_string()),*] };
+}
+
+/// Every workload, at full or quick size; files (the SVG chart, downloads)
+/// go under `out`.
+pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
+    let q = |full, small| size(quick, full, small);
+    let svg = out.join("benchmark-sweep.svg");
+    // The download lands in RAM when /dev/shm exists: the workload measures
+    // the HTTP-to-file pipeline, and the final fsync on a disk would
+    // otherwise measure the disk (about 300 MB/s on the development VM).
+    let shm = Path::new("/dev/shm");
+    let downloads = if shm.is_dir() {
+        shm.join("perf-suite-downloads")
+    } else {
+        out.join("downloads")
+    };
+    vec![
+        workload(
+            "concurrent-fetch, bounded",
+            "concurrent-fetch",
+            args![
+                "--count",
+                q(1000, 50),
+                "--delay-ms",
+                100,
+                "--concurrency",
+                100,
+                "--no-sequential",
+                "--json"
+            ],
+            &[
+                ("wall", "/concurrent_s"),
+                ("ideal", "/ideal_s"),
+                ("ok", "/ok"),
+            ],
+            "within 1.10x of 1.0 s",
+        ),
+        workload(
+            "concurrent-fetch, unbounded",
+            "concurrent-fetch",
+            args![
+                "--count",
+                q(1000, 50),
+                "--delay-ms",
+                100,
+                "--unbounded",
+                "--no-sequential",
+                "--json"
+            ],
+            &[("wall", "/concurrent_s"), ("ok", "/ok")],
+            "within 0.15 s",
+        ),
+        workload(
+            "benchmark sweep, zero latency",
+            "benchmark",
+            args![
+                "--latency-ms",
+                0,
+                "--jitter-ms",
+                0,
+                "--concurrency",
+                "1,4,16,64,256",
+                "--requests",
+                q(50_000, 500),
+                "--warmup",
+                q(1000, 50),
+                "--svg",
+                svg.display(),
+                "--json"
+            ],
+            &[
+                ("c=1 rps", "/results/0/throughput_rps"),
+                ("c=64 rps", "/results/3/throughput_rps"),
+                ("c=64 p50 ms", "/results/3/latency/p50_ms"),
+                ("c=64 p99 ms", "/results/3/latency/p99_ms"),
+                ("c=256 rps", "/results/4/throughput_rps"),
+            ],
+            ">= 30,000 rps at 64 in flight",
+        ),
+        Workload {
+            cleanup: Some(downloads.clone()),
+            ..workload(
+                "streaming-download, 1 GiB",
+                "streaming-download",
+                args![
+                    "--size",
+                    q(1 << 30, 4 << 20),
+                    "--output-dir",
+                    downloads.display(),
+                    "--force",
+                    "--json"
+                ],
+                &[("MB/s", "/mb_per_s"), ("bytes", "/bytes")],
+                ">= 800 MB/s, RSS < 50 MB",
+            )
+        },
+        workload(
+            "rate-limited-client, 200 rps x 10 s",
+            "rate-limited-client",
+            args![
+                "--rps",
+                200,
+                "--burst",
+                5,
+                "--count",
+                q(2000, 100),
+                "--max-concurrent",
+                20,
+                "--json"
+            ],
+            &[
+                ("achieved rps", "/sustained_rps"),
+                ("429s", "/server_429"),
+                ("errors", "/errors"),
+            ],
+            "within 1% of 200, zero 429s",
+        ),
+        workload(
+            "ws-broadcast fan-out, 1,000 clients x 1,000 messages",
+            "ws-load",
+            args![
+                "--clients",
+                q(1000, 20),
+                "--messages",
+                q(1000, 20),
+                "--runs",
+                q(3, 1),
+                "--json"
+            ],
+            &[
+                ("deliveries/s", "/median/deliveries_per_sec"),
+                ("ms", "/median/elapsed_ms"),
+            ],
+            "1,000,000 deliveries within 1 s",
+        ),
+        workload(
+            "ws-broadcast, 5,000 idle connections",
+            "ws-load",
+            args!["--idle", q(5000, 50), "--hold", "1s", "--json"],
+            &[
+                ("server RSS MiB", "/server_rss_mb"),
+                ("KiB/conn", "/per_connection_kib"),
+            ],
+            "server RSS < 200 MB",
+        ),
+        workload(
+            "priority-queue vs mpsc, 3 producers x 5 consumers",
+            "priority-queue",
+            args![
+                "--bench",
+                "--tasks",
+                q(1_000_000, 20_000),
+                "--runs",
+                q(3, 1),
+                "--json"
+            ],
+            &[
+                ("queue tasks/s", "/results/0/median_tasks_per_sec"),
+                ("queue batched", "/results/1/median_tasks_per_sec"),
+                ("mpsc", "/results/2/median_tasks_per_sec"),
+                ("mpsc batched", "/results/3/median_tasks_per_sec"),
+            ],
+            ">= 1,000,000 tasks/s",
+        ),
+        workload(
+            "bank-account, 100 tasks x 10,000 ops",
+            "bank-account",
+            args![
+                "--bench",
+                "--tasks",
+                100,
+                "--ops",
+                q(10_000, 100),
+                "--runs",
+                q(3, 1),
+                "--json"
+            ],
+            &[
+                ("std Mutex ops/s", "/designs/0/ops_per_sec"),
+                ("tokio Mutex", "/designs/1/ops_per_sec"),
+                ("actor", "/designs/2/ops_per_sec"),
+            ],
+            "std >= 10 M/s, tokio >= 2 M/s",
+        ),
+        workload(
+            "semaphore-pool acquire+release",
+            "semaphore-pool",
+            args![
+                "--bench",
+                "--bench-ops",
+                q(5_000_000, 10_000),
+                "--runs",
+                q(3, 1),
+                "--json"
+            ],
+            &[
+                ("pool/s", "/pool_per_sec"),
+                ("bare semaphore/s", "/semaphore_per_sec"),
+            ],
+            ">= 5 M/s",
+        ),
+        workload(
+            "circuit-breaker overhead, closed",
+            "circuit-breaker",
+            args!["--bench", "--bench-calls", q(2_000_000, 2000), "--json"],
+            &[
+                ("1 task ns", "/median/0/overhead_ns"),
+                ("2 tasks ns", "/median/1/overhead_ns"),
+                ("64 tasks ns", "/median/2/overhead_ns"),
+            ],
+            "< 200 ns single task",
+        ),
+        workload(
+            "backoff-retry overhead, happy path",
+            "backoff-retry",
+            args!["--bench", "--bench-calls", q(2_000_000, 2000), "--json"],
+            &[
+                ("ns", "/median/0/overhead_ns"),
+                ("with deadline ns", "/median/1/overhead_ns"),
+            ],
+            "< 100 ns",
+        ),
+        workload(
+            "100,000 tasks each sleeping 1 s",
+            "background-tasks",
+            args![
+                "--spawn-bench",
+                q(100_000, 1000),
+                "--bench-sleep",
+                "1s",
+                "--json"
+            ],
+            &[
+                ("wall ms", "/wall_ms"),
+                ("spawn ms", "/spawn_ms"),
+                ("VmHWM KiB", "/peak_rss_kib"),
+            ],
+            "within 1.2 s, < 50 MiB (Python: 2.6 s, 169 MiB)",
+        ),
+    ]
+}
