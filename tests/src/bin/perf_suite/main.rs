@@ -158,7 +158,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
 /// Runs one workload; wall time and peak RSS come from `wait4`.
 fn measure(bin_dir: &Path, workload: &Workload) -> anyhow::Result<Value> {
-    let path = bin_dir.join(workload.bin);
+    let path = match workload.bench_package {
+        None => bin_dir.join(workload.bin),
+        Some(package) => bench_executable(package, workload.bin)?,
+    };
     let mut child = Command::new(&path)
         .args(&workload.args)
         .stdin(Stdio::null())
@@ -229,6 +232,34 @@ fn measure(bin_dir: &Path, workload: &Workload) -> anyhow::Result<Value> {
         "peak_rss_mib": (rusage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0,
         "summary": summary,
     }))
+}
+
+/// Builds a `[[bench]]` target and returns its executable, as cargo reports
+/// it (bench executables carry a hash in their name).
+fn bench_executable(package: &str, bench: &str) -> anyhow::Result<PathBuf> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(e2e::workspace_root())
+        .args([
+            "bench",
+            "--no-run",
+            "--message-format=json",
+            "-p",
+            package,
+            "--bench",
+            bench,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo bench --no-run")?;
+    if !output.status.success() {
+        bail!("cargo bench --no-run -p {package} --bench {bench} failed");
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["target"]["name"] == bench)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo reported no executable for bench {bench}"))
 }
 
 /// `wait4(2)`: reaps the child and returns its status and resource usage.

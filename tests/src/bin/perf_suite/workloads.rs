@@ -12,8 +12,11 @@ use std::time::Duration;
 pub(crate) struct Workload {
     /// Short name in the report.
     pub(crate) name: &'static str,
-    /// The binary (a workspace bin name).
+    /// The binary (a workspace bin name), or the bench target's name when
+    /// `bench_package` is set.
     pub(crate) bin: &'static str,
+    /// Set for a `[[bench]]` target (harness = false) of this package.
+    pub(crate) bench_package: Option<&'static str>,
     /// Its arguments, `--json` included.
     pub(crate) args: Vec<String>,
     /// (label, JSON pointer into the summary) for the report's figures column.
@@ -45,6 +48,7 @@ fn workload(
         figures: figures.to_vec(),
         target,
         limit: Duration::from_secs(300),
+        bench_package: None,
         cleanup: None,
     }
 }
@@ -196,6 +200,35 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             ],
             "server RSS < 200 MB",
         ),
+        Workload {
+            bench_package: Some("examples-db"),
+            ..workload(
+                "connection-pool acquire+release vs deadpool",
+                "pool",
+                if quick { args!["--quick"] } else { args![] },
+                &[
+                    ("1 task ours/s", "/cases/0/ours_per_sec"),
+                    ("deadpool/s", "/cases/0/deadpool_per_sec"),
+                    ("64 tasks ours/s", "/cases/1/ours_per_sec"),
+                    ("deadpool/s", "/cases/1/deadpool_per_sec"),
+                ],
+                "ours >= 0.8x deadpool",
+            )
+        },
+        Workload {
+            bench_package: Some("examples-db"),
+            ..workload(
+                "async-cache hits",
+                "cache",
+                if quick { args!["--quick"] } else { args![] },
+                &[
+                    ("1 task hits/s", "/cases/0/hits_per_sec"),
+                    ("2 tasks", "/cases/1/hits_per_sec"),
+                    ("64 tasks", "/cases/2/hits_per_sec"),
+                ],
+                ">= 5 M hits/s from one task",
+            )
+        },
         workload(
             "priority-queue vs mpsc, 3 producers x 5 consumers",
             "priority-queue",
