@@ -11,7 +11,7 @@
 //! | [`rate_limit`] | GCRA rate limiter: starts per second, FIFO, no polling | `rate-limited-client` | 2 |
 //! | [`api`] | typed JSON client: limiter + in-flight cap + typed errors | `rate-limited-client` | 2 |
 //! | [`download`] | streaming download: `.part`, fsync, verify, rename, resume | `streaming-download` | 3 |
-//! | [`bench`] | closed-loop sweep and open-loop (coordinated omission) load | `benchmark` | 13 |
+//! | [`bench`](mod@bench) | closed-loop sweep and open-loop (coordinated omission) load | `benchmark` | 13 |
 //! | [`chart`] | a hand-written SVG chart of a concurrency sweep | `benchmark --svg` | 13 |
 //!
 //! ```text

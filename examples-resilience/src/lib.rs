@@ -14,7 +14,7 @@
 //! - [`http`]: the operation both demos wrap (a GET against the sandbox's
 //!   `/flaky` endpoint) and the classifiers that map HTTP errors to each
 //!   pattern's question.
-//! - [`bench`]: the overhead measurements behind `--bench`.
+//! - [`bench`](mod@bench): the overhead measurements behind `--bench`.
 //!
 //! The two compose: retry *outside* the breaker, and treat
 //! [`breaker::CircuitOpen`] as "retry after `retry_in`" or as final.

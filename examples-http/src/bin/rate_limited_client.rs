@@ -45,7 +45,7 @@ struct Args {
     /// How many generated users to fetch when --users is not given.
     #[arg(long, default_value_t = 40)]
     count: usize,
-    /// A real API instead of the sandbox (e.g. https://api.github.com).
+    /// A real API instead of the sandbox (e.g. `https://api.github.com`).
     #[arg(long)]
     base_url: Option<String>,
     /// Sandbox only: its own limit in requests per second (default 1.25 x --rps).
