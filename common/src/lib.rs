@@ -28,7 +28,7 @@ pub mod timing;
 pub use cli::exit_code;
 pub use logging::{LogFormat, init_logging};
 pub use sandbox::{Sandbox, SandboxConfig};
-pub use shutdown::shutdown_signal;
+pub use shutdown::{shutdown_signal, shutdown_token};
 pub use timing::{LatencyRecorder, LatencySummary, Stopwatch, timed};
 
 /// Installs rustls' `ring` crypto provider as the process default.

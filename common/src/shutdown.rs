@@ -62,3 +62,21 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+/// A `CancellationToken` that is cancelled on the first Ctrl-C or SIGTERM:
+/// the shape to use when many tasks must all notice the stop.
+///
+/// The handlers are installed by this call (see [`shutdown_signal`]); a
+/// small task waits for the signal for the rest of the process's life.
+/// Must be called inside a tokio runtime.
+pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown_signal();
+    let cancel = token.clone();
+    // Detached on purpose: it lives as long as the process and holds nothing.
+    drop(tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    }));
+    token
+}

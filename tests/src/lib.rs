@@ -7,14 +7,14 @@
 //!
 //! Binaries are found by asking `cargo metadata` for every `bin` target in
 //! the workspace, so a new example is covered by the `--help` test the
-//! moment it exists. Before a binary's first run the harness calls `cargo
-//! build -p <its package> --bins` once (a no-op when `cargo test` already
-//! built it), so the tests never run a stale binary.
+//! moment it exists. Before the first run the harness calls `cargo test
+//! --workspace --no-run` once (a no-op right after `cargo test`), so the
+//! tests never run a stale binary, even under `cargo test -p e2e`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -46,49 +46,49 @@ fn profile_dir() -> &'static Path {
     })
 }
 
-/// Builds the binaries of one package, once per test process, with the
-/// profile and target directory of the running tests. Per package, so a
-/// broken crate elsewhere in the workspace cannot fail this crate's tests.
-fn ensure_built(package: &str) {
-    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    // Held while cargo runs, so two tests never build the same package at
-    // once; a poisoned lock only means another test's build assertion failed.
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if built.contains(package) {
-        return;
-    }
-    let dir = profile_dir();
-    let profile = match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let target_dir = dir.parent().expect("target dir");
-    let output = std::process::Command::new(cargo())
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--package",
-            package,
-            "--bins",
-            "--profile",
-            profile,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .output()
-        .expect("run cargo build");
-    assert!(
-        output.status.success(),
-        "cargo build -p {package} --bins failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    built.insert(package.to_owned());
+/// Builds every binary of the workspace, once per test process, into the
+/// target directory of the running tests.
+///
+/// It runs `cargo test --workspace --no-run`, not `cargo build --bins`:
+/// cargo resolves dependency features per invocation (and `cargo test`
+/// includes dev-dependencies), so any other command picks a different
+/// feature set and recompiles much of the dependency tree. This one matches
+/// what `cargo test` just built, so right after it this is a no-op; it still
+/// builds the bins, because each package's integration tests need them.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let target_dir = dir.parent().expect("target dir");
+        let mut command = std::process::Command::new(cargo());
+        command
+            .current_dir(workspace_root())
+            .args(["test", "--workspace", "--no-run"])
+            .arg("--target-dir")
+            .arg(target_dir);
+        // target/debug holds the test profile's output; any other folder is
+        // a named profile (`--release` puts tests in target/release).
+        match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                command.arg("--release");
+            }
+            Some(other) => {
+                command.args(["--profile", other]);
+            }
+        }
+        let output = command.output().expect("run cargo test --no-run");
+        assert!(
+            output.status.success(),
+            "cargo test --workspace --no-run failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
 }
 
-/// Every `bin` target in the workspace as `(bin name, package name)`,
-/// sorted by bin name, from `cargo metadata`.
-fn bins() -> &'static BTreeMap<String, String> {
-    static BINS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+/// Every `bin` target in the workspace, sorted, from `cargo metadata`.
+fn bins() -> &'static BTreeSet<String> {
+    static BINS: OnceLock<BTreeSet<String>> = OnceLock::new();
     BINS.get_or_init(|| {
         let output = std::process::Command::new(cargo())
             .current_dir(workspace_root())
@@ -104,15 +104,14 @@ fn bins() -> &'static BTreeMap<String, String> {
         assert!(output.status.success(), "cargo metadata failed");
         let metadata: serde_json::Value =
             serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
-        let mut bins = BTreeMap::new();
+        let mut bins = BTreeSet::new();
         for package in metadata["packages"].as_array().into_iter().flatten() {
-            let package_name = package["name"].as_str().unwrap_or_default();
             for target in package["targets"].as_array().into_iter().flatten() {
                 let is_bin = target["kind"]
                     .as_array()
                     .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
                 if let (true, Some(name)) = (is_bin, target["name"].as_str()) {
-                    bins.insert(name.to_owned(), package_name.to_owned());
+                    bins.insert(name.to_owned());
                 }
             }
         }
@@ -122,15 +121,16 @@ fn bins() -> &'static BTreeMap<String, String> {
 
 /// Every `bin` target in the workspace, sorted.
 pub fn bin_names() -> Vec<&'static str> {
-    bins().keys().map(String::as_str).collect()
+    bins().iter().map(String::as_str).collect()
 }
 
-/// The path of a built workspace binary (its package is built on first use).
+/// The path of a built workspace binary (the workspace is built on first use).
 pub fn bin_path(name: &str) -> PathBuf {
-    let package = bins()
-        .get(name)
-        .unwrap_or_else(|| panic!("no binary named {name} in the workspace"));
-    ensure_built(package);
+    assert!(
+        bins().contains(name),
+        "no binary named {name} in the workspace"
+    );
+    ensure_built();
     let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.exists(), "no binary {name} at {}", path.display());
     path

@@ -69,16 +69,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     common::init_logging(args.log_format);
-    let shutdown = CancellationToken::new();
     // Handlers are installed by this call, before any work starts.
-    let signal = common::shutdown_signal();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            signal.await;
-            shutdown.cancel();
-        }
-    });
+    let shutdown = common::shutdown_token();
     common::exit_code(run(args, shutdown).await)
 }
 

@@ -76,18 +76,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (url, Some(child))
         }
     };
-    let result = measure(&args, &base_url).await;
+    let server_pid = server.as_ref().and_then(Child::id);
+    let result = measure(&args, &base_url, server_pid).await;
     if let Some(child) = server.as_mut() {
         stop_server(child).await;
     }
     result
 }
 
-async fn measure(args: &Args, base_url: &str) -> anyhow::Result<()> {
+async fn measure(args: &Args, base_url: &str, server_pid: Option<u32>) -> anyhow::Result<()> {
     if let Some(connections) = args.idle {
         let report = load::idle(base_url, connections as usize, args.hold).await?;
+        // The server's own figure is its current RSS; when we started the
+        // server we can also read its *peak* from outside the process.
+        let server_peak_mb = server_pid.and_then(peak_rss_mb);
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            let mut json = serde_json::to_value(&report)?;
+            json["server_peak_rss_mb"] = serde_json::json!(server_peak_mb);
+            println!("{json}");
         } else {
             println!(
                 "{} idle connections (server saw {}): server RSS {:.1} MB (was {:.1} MB), {:.1} KiB per connection; connected in {:.0} ms",
@@ -208,6 +214,21 @@ async fn start_server() -> anyhow::Result<(String, Child)> {
     // Keep reading its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((format!("ws://{line}"), child))
+}
+
+/// Peak resident set size (VmHWM) of another process, from /proc, in MiB
+/// (the unit of the report's other `*_rss_mb` fields).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 /// SIGTERM (graceful: Close 1001 to everyone), then wait.

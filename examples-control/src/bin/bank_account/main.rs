@@ -100,14 +100,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let runs = args.runs.unwrap_or(if args.bench { 3 } else { 1 });
     let opening = vec![Cents(args.opening_cents); workload.accounts];
     // Ctrl-C / SIGTERM: tasks stop between operations; the ledger is still checked.
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    // Called here, not inside the task, so the handlers exist from this line on.
-    let signal = common::shutdown_signal();
-    tokio::spawn(async move {
-        signal.await;
-        on_signal.cancel()
-    });
+    let stop = common::shutdown_token();
     if !args.json {
         println!(
             "{} accounts x {}, {} tasks x {} ops (deposit/withdraw/transfer/balance), seed {}, {runs} run(s)\n",

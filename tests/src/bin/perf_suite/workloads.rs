@@ -196,6 +196,10 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             args!["--idle", q(5000, 50), "--hold", "1s", "--json"],
             &[
                 ("server RSS MiB", "/server_rss_mb"),
+                (
+                    "server peak RSS MiB (read from outside)",
+                    "/server_peak_rss_mb",
+                ),
                 ("KiB/conn", "/per_connection_kib"),
             ],
             "server RSS < 200 MB",
