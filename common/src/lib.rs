@@ -10,7 +10,9 @@
 //!   test clock), and an hdrhistogram-backed [`LatencySummary`].
 //! - [`shutdown`]: a future that resolves on Ctrl-C or SIGTERM.
 //! - [`init_crypto`]: installs the rustls crypto provider once per process.
-//! - [`cli`]: the exit-code convention (`error: <cause chain>`, exit 1).
+//! - [`cli`]: the flags every binary shares ([`OutputArgs`]: `--json`,
+//!   `--log-format`) and the exit-code convention (`error: <cause chain>`,
+//!   exit 1).
 //! - [`sandbox`]: a local, deterministic stand-in for the internet services
 //!   the examples talk to, started in-process on `127.0.0.1:0`.
 //!
@@ -25,7 +27,7 @@ pub mod sandbox;
 pub mod shutdown;
 pub mod timing;
 
-pub use cli::exit_code;
+pub use cli::{OutputArgs, exit_code};
 pub use logging::{LogFormat, init_logging};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use shutdown::{shutdown_signal, shutdown_token};

@@ -5,18 +5,26 @@
 //! application you would use `sqlx::Pool` instead (see the `pool` docs).
 //! The health check is `Connection::ping`, one round trip: cheap next to a
 //! query, and it catches a backend that died while the connection idled.
+//!
+//! [`run_on_database`] is the one place both binaries choose between them
+//! from `--database-url`: SQLite in a temp dir by default, PostgreSQL for a
+//! `postgres://` URL. The demo itself is a [`PoolDemo`], written once and
+//! generic over the manager.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
-use crate::pool::Manager;
+use crate::pool::{Manager, Pool, PoolConfig};
+use crate::store::{ItemStore, ItemsTable};
 
 /// Opens connections to one SQLite database file, in WAL mode.
 ///
@@ -137,5 +145,73 @@ impl Manager for PgManager {
         if let Err(err) = conn.close().await {
             tracing::debug!(error = %err, "closing a PostgreSQL connection failed");
         }
+    }
+}
+
+/// The database a demo got, as its story and its JSON summary name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// `"sqlite"` or `"postgres"`: the `backend` field of a `--json` summary.
+    pub name: &'static str,
+    /// For people: `SQLite file /tmp/.../demo.db (WAL)` or `PostgreSQL`.
+    pub label: String,
+}
+
+/// A demo that runs on a pool of any [`Manager`] whose connections speak
+/// [`ItemStore`]: the part of a binary that [`run_on_database`] calls.
+///
+/// Why a trait and not a closure: the demo must be generic over `M` (the
+/// SQLite and PostgreSQL pools are different types), and a closure cannot
+/// have a generic parameter of its own. A type with a generic method can.
+pub trait PoolDemo {
+    /// Runs the demo on `pool`, whose demo table is `table` (not created
+    /// yet: creating, filling and, on PostgreSQL, dropping it is the demo's
+    /// job).
+    fn run<M>(
+        self,
+        pool: Pool<M>,
+        table: ItemsTable,
+        backend: Backend,
+    ) -> impl Future<Output = anyhow::Result<()>>
+    where
+        M: Manager,
+        M::Connection: ItemStore;
+}
+
+/// Builds the pool `database_url` asks for and runs `demo` on it.
+///
+/// - `None`: SQLite in a new temp dir (deleted with the pool), table
+///   `items`. Nothing to install, so every binary runs with no arguments.
+/// - `postgres://...` or `postgresql://...`: PostgreSQL, on a table of the
+///   demo's own named `<table_prefix>_<pid>_<nanos>`, so that it never
+///   touches user data and parallel runs never collide.
+/// - Anything else is an error naming the URL (the binary prints it as one
+///   `error:` line and exits 1), before any connection is opened.
+pub async fn run_on_database(
+    database_url: Option<&str>,
+    config: PoolConfig,
+    table_prefix: &str,
+    demo: impl PoolDemo,
+) -> anyhow::Result<()> {
+    match database_url {
+        None => {
+            let manager = SqliteManager::temporary().context("create a temp dir for SQLite")?;
+            let backend = Backend {
+                name: "sqlite",
+                label: format!("SQLite file {} (WAL)", manager.path().display()),
+            };
+            let table = ItemsTable::new("items")?;
+            demo.run(Pool::new(manager, config)?, table, backend).await
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let manager = PgManager::from_url(url).context("invalid --database-url")?;
+            let backend = Backend {
+                name: "postgres",
+                label: "PostgreSQL".to_owned(),
+            };
+            let table = ItemsTable::unique(table_prefix)?;
+            demo.run(Pool::new(manager, config)?, table, backend).await
+        }
+        Some(url) => bail!("unsupported --database-url {url:?}: expected postgres://..."),
     }
 }

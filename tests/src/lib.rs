@@ -77,6 +77,29 @@ fn ensure_built() {
                 command.args(["--profile", other]);
             }
         }
+        // `cargo test` runs this process with the package's own variables
+        // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Build scripts that
+        // declare `rerun-if-env-changed` on them (ring's does) would see
+        // them change and rebuild ring and everything above it, here and
+        // again in the next plain `cargo test`. The child gets the
+        // environment the user's cargo had.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_by_cargo_test = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+            if set_by_cargo_test {
+                command.env_remove(&*key);
+            }
+        }
         let output = command.output().expect("run cargo test --no-run");
         assert!(
             output.status.success(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{LatencySummary, LogFormat, Sandbox, SandboxConfig};
+use common::{LatencySummary, Sandbox, SandboxConfig};
 use examples_http::bench::{SweepConfig, open_loop, sweep};
 use examples_http::chart::sweep_svg;
 use examples_http::fetch::parse_http_url;
@@ -59,18 +59,14 @@ struct Args {
     /// Write an SVG chart of the sweep (throughput and p99 vs concurrency).
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
-    /// Print one JSON summary line on stdout instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::init_crypto();
     let outcome = tokio::select! {
         result = run(args) => result,
@@ -103,8 +99,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let target = match &sandbox {
+        Some(_) if args.jitter_ms == 0 => {
+            format!("in-process sandbox, {} ms latency", args.latency_ms)
+        }
         Some(_) => format!(
-            "sandbox, {} ms + 0..={} ms jitter",
+            "in-process sandbox, {} ms + 0..={} ms jitter",
             args.latency_ms, args.jitter_ms
         ),
         None => url.to_string(),
@@ -124,7 +123,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(rate) = args.rate {
         let run = open_loop(op, rate, args.requests, args.max_in_flight as usize).await;
-        if args.json {
+        if args.output.json {
             println!(
                 "{}",
                 serde_json::json!({"mode": "open-loop", "target": target, "max_in_flight": args.max_in_flight, "run": run})
@@ -160,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(path, sweep_svg(&points, &title))
             .with_context(|| format!("write {}", path.display()))?;
     }
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             serde_json::json!({"mode": "sweep", "target": target, "requests_per_round": args.requests, "rounds": args.rounds, "results": points})

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::{LogFormat, Sandbox, SandboxConfig, Stopwatch};
+use common::{Sandbox, SandboxConfig, Stopwatch};
 use examples_http::fetch::{Concurrency, FetchResult, fan_out, fetch_url, parse_http_url};
 
 /// Fetches many URLs with one reused client: sequentially, then concurrently
@@ -47,18 +47,14 @@ struct Args {
     /// Skip the sequential baseline (it takes n × latency).
     #[arg(long)]
     no_sequential: bool,
-    /// Print one JSON summary line on stdout instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::init_crypto();
     let outcome = tokio::select! {
         result = run(args) => result,
@@ -136,7 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .or(args.count.map(|_| 100))
         .filter(|_| sandbox.is_some());
     let ideal = ideal.map(|ms| Duration::from_millis(ms) * waves as u32);
-    if args.json {
+    if args.output.json {
         let summary = serde_json::json!({
             "urls": urls.len(), "ok": ok, "failed": urls.len() - ok,
             "concurrency": (!args.unbounded).then_some(args.concurrency.get()),

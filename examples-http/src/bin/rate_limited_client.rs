@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::{LogFormat, Sandbox, SandboxConfig, Stopwatch};
+use common::{Sandbox, SandboxConfig, Stopwatch};
 use examples_http::api::{ApiClient, ApiError, User};
 use examples_http::fetch::{Concurrency, fan_out, parse_http_url};
 use examples_http::rate_limit::{RateLimiter, Throttle};
@@ -60,12 +60,8 @@ struct Args {
     /// Retries after a 429 (each waits Retry-After and pauses the limiter).
     #[arg(long, default_value_t = 2)]
     retries: u32,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -80,7 +76,7 @@ fn positive_rate(text: &str) -> Result<f64, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::init_crypto();
     let outcome = tokio::select! {
         result = run(args) => result,
@@ -166,7 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server_429 = sandbox.as_ref().map(|s| s.stats().api_rate_limited);
     let success_rate = 100.0 * stats.ok as f64 / (lookups.len().max(1)) as f64;
 
-    if args.json {
+    if args.output.json {
         let summary = serde_json::json!({
             "rps": args.rps, "burst": args.burst, "limited": !args.no_limit,
             "max_concurrent": args.max_concurrent, "calls": lookups.len(),

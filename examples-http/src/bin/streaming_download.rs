@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{LogFormat, Sandbox, SandboxConfig, Stopwatch};
+use common::{Sandbox, SandboxConfig, Stopwatch};
 use examples_http::download::{DownloadOptions, download, file_name_for, hex, part_path};
 use examples_http::fetch::{Concurrency, fan_out, parse_http_url};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
@@ -59,18 +59,15 @@ struct Args {
     /// Sandbox only: pause between 64 KiB chunks, in ms (default 15, 0 with --size).
     #[arg(long)]
     chunk_delay_ms: Option<u64>,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    // `report`, not `output`: that name is the `--output` path above.
+    #[command(flatten)]
+    report: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.report.log_format);
     common::init_crypto();
     let outcome = tokio::select! {
         result = run(args) => result,
@@ -184,7 +181,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         match result {
             Ok(done) => {
                 total += done.bytes;
-                if !args.json {
+                if !args.report.json {
                     let check = done
                         .sha256
                         .as_ref()
@@ -206,7 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(err) => {
                 failed += 1;
-                if !args.json {
+                if !args.report.json {
                     println!(
                         "err  {url}: {err} (nothing at {}; partial data, if any, in {})",
                         dest.display(),
@@ -219,7 +216,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let rate = total as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9);
     let rss = peak_rss_bytes();
-    if args.json {
+    if args.report.json {
         let summary = serde_json::json!({"files": rows, "ok": jobs.len() - failed, "failed": failed,
             "bytes": total, "elapsed_s": elapsed.as_secs_f64(), "mb_per_s": rate, "peak_rss_bytes": rss});
         println!("{summary}");

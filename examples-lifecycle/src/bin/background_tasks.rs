@@ -51,25 +51,21 @@ struct Args {
     /// Benchmark mode: spawned tasks, or plain futures in one task.
     #[arg(long, value_enum, default_value_t = BenchMode::Spawn)]
     bench_mode: BenchMode,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t)]
-    log_format: common::LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(tasks) = args.spawn_bench {
         let result = spawn_bench::run(tasks as usize, args.bench_sleep, args.bench_mode).await?;
-        if args.json {
+        if args.output.json {
             println!("{}", serde_json::to_string(&result).context("encode JSON")?);
         } else {
             let rss = result.peak_rss_kib.map_or("n/a".to_owned(), |k| {
@@ -83,7 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let story = !args.json;
+    let story = !args.output.json;
     let options = DemoOptions {
         crash_after: args.crash_after,
         slow_stop: args.slow_stop,

@@ -61,18 +61,14 @@ struct Args {
     /// Demo: seed for job sizes (50-250 ms each).
     #[arg(long, default_value_t = 15)]
     seed: u64,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t)]
-    log_format: common::LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
@@ -113,7 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("install signal handlers")?;
     // Stdout in story mode (scripts and tests look for this line); with
     // --json stdout carries only the summary, so the address goes to the log.
-    if args.json {
+    if args.output.json {
         tracing::info!("listening on {base} (journal {})", journal_path.display());
     } else {
         println!("listening on {base} (journal {})", journal_path.display());
@@ -137,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (task, stop_clients)
     });
 
-    let json = args.json;
+    let json = args.output.json;
     let report = shutdown::serve_until(
         listener,
         service,

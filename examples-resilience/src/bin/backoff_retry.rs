@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use common::LogFormat;
 use examples_resilience::bench;
 use examples_resilience::http::{self, HttpError, Target};
 use examples_resilience::retry::{Backoff, Jitter, Retry, RetryNotice, RetryPolicy};
@@ -41,12 +40,8 @@ struct Args {
     /// Calls per variant and round in --bench.
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..))]
     bench_calls: u64,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -59,7 +54,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     // Ctrl-C drops run(): the retry loop is cancelled wherever it is, mid-sleep included.
     let result = tokio::select! {
         result = run(args) => result,
@@ -74,10 +69,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bench::retry_happy_path(args.bench_calls).await
         })
         .await;
-        return bench::report("retry happy path", &rounds, args.json);
+        return bench::report("retry happy path", &rounds, args.output.json);
     }
     let say = |line: String| {
-        if !args.json {
+        if !args.output.json {
             println!("{line}")
         }
     };
@@ -194,7 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         summaries.push(json!({ "name": name, "outcome": outcome, "attempts": stats.attempts,
             "total_delay_ms": stats.total_delay.as_millis() as u64, "elapsed_ms": stats.elapsed.as_millis() as u64 }));
     }
-    if args.json {
+    if args.output.json {
         println!("{}", json!({ "jitter_ms": table, "runs": summaries }));
     }
     Ok(())

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::Parser;
-use common::LogFormat;
 use examples_resilience::bench;
 use examples_resilience::breaker::{BreakerConfig, CallError, CircuitBreaker, RateTrip};
 use examples_resilience::http::{self, HttpError, Target};
@@ -47,12 +46,8 @@ struct Args {
     /// Calls per variant and round in --bench.
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..))]
     bench_calls: u64,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 /// (name, fail_rate, extra query): the service's health over time.
@@ -66,7 +61,7 @@ const PHASES: [(&str, f64, &str); 4] = [
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args, common::shutdown_signal()).await)
 }
 
@@ -97,13 +92,13 @@ async fn run(args: Args, shutdown: impl Future<Output = ()>) -> anyhow::Result<(
             row
         })
         .await;
-        return bench::report("closed circuit breaker", &rounds, args.json);
+        return bench::report("closed circuit breaker", &rounds, args.output.json);
     }
     let breaker = breaker.with_classifier(HttpError::is_server_fault);
     let client = http::client(Duration::from_millis(300))?;
     let target = Arc::new(Target::start(args.url.as_deref(), &client).await?);
     let started = Instant::now();
-    let json = args.json;
+    let json = args.output.json;
 
     // The hook runs under the breaker's lock: print and keep, nothing slow.
     let timeline = Arc::new(std::sync::Mutex::new(Vec::new()));

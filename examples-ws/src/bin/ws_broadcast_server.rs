@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::Parser;
-use common::LogFormat;
 use examples_ws::cli::{parse_duration, parse_positive_duration};
 use examples_ws::server::{self, Hub, ServerConfig};
 
@@ -20,7 +19,8 @@ use examples_ws::server::{self, Hub, ServerConfig};
 /// event sources): one writer task per client so a slow client stalls nobody,
 /// a lag policy (notice, then Close 1008), size/connection/channel limits, a
 /// supervised ticker per channel, and Close 1001 to every client on
-/// Ctrl-C/SIGTERM. Runs until stopped.
+/// Ctrl-C/SIGTERM. Runs until stopped; with --json it prints nothing until
+/// then, and at exit one JSON line with the drain report and the counters.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -60,18 +60,14 @@ struct Args {
     /// How long shutdown waits for clients to close.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
-    /// Print one JSON summary line on stdout at exit instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
@@ -105,7 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Signal handlers before the banner: a SIGTERM right after "listening"
     // must start a graceful stop, not kill the process.
     let shutdown = common::shutdown_signal();
-    if !args.json {
+    if !args.output.json {
         println!("listening on http://{local}");
         println!("  open http://{local}/ in a browser to chat");
         println!(
@@ -117,7 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("server failed")?;
     let stats = hub.stats();
-    if args.json {
+    if args.output.json {
         let summary = serde_json::json!({ "drain": report, "stats": stats });
         println!("{summary}");
     } else {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{LatencySummary, LogFormat};
+use common::LatencySummary;
 use examples_ws::cli::parse_duration;
 use examples_ws::load::{self, FanoutConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -50,18 +50,14 @@ struct Args {
     /// Give up on a fan-out run after this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
-    /// Print one JSON summary line on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
@@ -90,7 +86,7 @@ async fn measure(args: &Args, base_url: &str, server_pid: Option<u32>) -> anyhow
         // The server's own figure is its current RSS; when we started the
         // server we can also read its *peak* from outside the process.
         let server_peak_mb = server_pid.and_then(peak_rss_mb);
-        if args.json {
+        if args.output.json {
             let mut json = serde_json::to_value(&report)?;
             json["server_peak_rss_mb"] = serde_json::json!(server_peak_mb);
             println!("{json}");
@@ -114,7 +110,7 @@ async fn measure(args: &Args, base_url: &str, server_pid: Option<u32>) -> anyhow
         payload_bytes: args.payload_bytes as usize,
         timeout: args.timeout,
     };
-    if !args.json {
+    if !args.output.json {
         println!(
             "fan-out: {} clients x {} messages of {} bytes, server {base_url}",
             args.clients, args.messages, args.payload_bytes
@@ -139,7 +135,7 @@ async fn measure(args: &Args, base_url: &str, server_pid: Option<u32>) -> anyhow
                 report.missed
             );
         }
-        if !args.json {
+        if !args.output.json {
             println!(
                 "  {run:>3}  {:>8.1}ms {:>14.0} {:>7} {:>6}   {}",
                 report.elapsed_ms,
@@ -152,7 +148,7 @@ async fn measure(args: &Args, base_url: &str, server_pid: Option<u32>) -> anyhow
         runs.push(report);
     }
     let medians = load::medians(&runs);
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             serde_json::json!({ "clients": args.clients, "messages": args.messages, "runs": runs, "median": medians })

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{LogFormat, Sandbox, SandboxConfig, Stopwatch};
+use common::{Sandbox, SandboxConfig, Stopwatch};
 use examples_ws::backoff::BackoffConfig;
 use examples_ws::cli::{parse_duration, parse_positive_duration};
 use examples_ws::client::{Client, ClientConfig, Event, Events, UrlConnector};
@@ -66,18 +66,14 @@ struct Args {
     /// Seed of the backoff jitter.
     #[arg(long, default_value_t = 4)]
     seed: u64,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
@@ -130,7 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (client, mut events) = Client::spawn(connector, config, |n| {
         vec![format!("hello from connection {n}")]
     });
-    let story = !args.json;
+    let story = !args.output.json;
     let mut summary = Summary {
         url: url.clone(),
         ..Summary::default()

@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 mod race;
-use common::LogFormat;
 use examples_control::bank::actor::ActorBank;
 use examples_control::bank::std_mutex::StdMutexBank;
 use examples_control::bank::tokio_mutex::TokioMutexBank;
@@ -56,12 +55,8 @@ struct Args {
     /// Show the lost update and the overdraft of a split check-and-act, then the fix.
     #[arg(long, conflicts_with = "bench")]
     demo_race: bool,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +74,7 @@ enum Design {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     let result = if args.demo_race {
         race::demo_race(&args).await
     } else {
@@ -101,7 +96,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let opening = vec![Cents(args.opening_cents); workload.accounts];
     // Ctrl-C / SIGTERM: tasks stop between operations; the ledger is still checked.
     let stop = common::shutdown_token();
-    if !args.json {
+    if !args.output.json {
         println!(
             "{} accounts x {}, {} tasks x {} ops (deposit/withdraw/transfer/balance), seed {}, {runs} run(s)\n",
             workload.accounts,
@@ -126,7 +121,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     if matches!(d, Design::All | Design::Actor) {
         rows.push(exercise(|| ActorBank::new(o), o, workload, runs, s, args).await?);
     }
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             json!({"mode": if args.bench {"bench"} else {"demo"}, "workload": workload, "runs": runs, "designs": rows})
@@ -183,7 +178,7 @@ async fn exercise<B: Bank>(
     let design = checked.design;
     rates.sort_by(f64::total_cmp);
     let median = rates[rates.len() / 2];
-    if !args.json {
+    if !args.output.json {
         println!(
             "{design:<12} {:>9} {:>9} {:>9} {:>14} {median:>13.0}  {} entries, {} transfers: ok",
             report.ops,
@@ -202,7 +197,7 @@ async fn exercise<B: Bank>(
         let done = tokio::time::timeout(Duration::from_secs(10), probe)
             .await
             .with_context(|| format!("{design}: opposite transfers deadlocked"))??;
-        if !args.json {
+        if !args.output.json {
             println!(
                 "{:<12} opposite transfers 0->1 and 1->0, 1,000 each: {done} done, no deadlock",
                 ""

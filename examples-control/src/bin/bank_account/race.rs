@@ -13,7 +13,7 @@ use super::Args;
 pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
     let (opening, amount, attempts) = (10_000i64, 3_000i64, 10usize);
     let delay = Duration::from_millis(10);
-    if !args.json {
+    if !args.output.json {
         println!(
             "{attempts} concurrent withdrawals of $30.00 from $100.00; each awaits a 10 ms audit write between check and act\n"
         );
@@ -21,7 +21,7 @@ pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for variant in [Variant::LostUpdate, Variant::Overdraft, Variant::Locked] {
         let outcome = race::withdraw_race(variant, opening, attempts, amount, delay).await;
-        if !args.json {
+        if !args.output.json {
             let verdict = match (outcome.consistent(), variant) {
                 (true, _) => "consistent".to_owned(),
                 (false, _) if outcome.closing < 0 => "OVERDRAWN".to_owned(),
@@ -42,7 +42,7 @@ pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
         outcomes.push(outcome);
     }
     let fixed = outcomes[2];
-    if args.json {
+    if args.output.json {
         println!("{}", json!({"mode": "race", "outcomes": outcomes}));
     } else {
         println!(

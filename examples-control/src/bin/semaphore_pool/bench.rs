@@ -31,7 +31,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<()> {
             drop(std::hint::black_box(permit));
         }
         bare.push(ops as f64 / watch.elapsed().as_secs_f64());
-        if !args.json {
+        if !args.output.json {
             println!(
                 "run {run}: pool {:>12.0} acquire+release/s   bare Semaphore {:>12.0}/s",
                 pooled[pooled.len() - 1],
@@ -40,7 +40,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let (pooled, bare) = (median(&mut pooled), median(&mut bare));
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             json!({"bench": "uncontended acquire+release", "ops": ops, "runs": args.runs,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 mod bench;
-use common::{LatencySummary, LogFormat, Stopwatch};
+use common::{LatencySummary, Stopwatch};
 use examples_control::resource_pool::{PoolError, ResourcePool};
 use examples_control::timeline::{self, Span};
 use rand::rngs::StdRng;
@@ -50,12 +50,8 @@ struct Args {
     /// Benchmark repetitions (the median is reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 /// A pooled thing with an identity, so the timeline can show which is which.
@@ -68,7 +64,7 @@ struct Resource {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     let result = if args.bench {
         bench::run(&args).await
     } else {
@@ -91,7 +87,7 @@ async fn demo(args: &Args) -> anyhow::Result<()> {
         (0..size).map(|id| Resource { id, uses: 0 }).collect(),
         timeout,
     );
-    let story = !args.json;
+    let story = !args.output.json;
     if story {
         println!(
             "{users} users, {size} resources, hold {}-{} ms, acquire timeout {} ms, seed {}",
@@ -167,7 +163,7 @@ async fn demo(args: &Args) -> anyhow::Result<()> {
             b.user
         );
     }
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             json!({"users": users, "resources": size, "served": spans.len(), "timed_out": timed_out,

@@ -69,18 +69,14 @@ struct Args {
     /// Benchmark runs per contender; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     runs: u32,
-    /// Print one JSON summary line on stdout instead of the story.
-    #[arg(long)]
-    json: bool,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = common::LogFormat::Text)]
-    log_format: common::LogFormat,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging(args.log_format);
+    common::init_logging(args.output.log_format);
     common::exit_code(run(args).await)
 }
 
@@ -106,17 +102,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         error_rate: args.error_rate,
         seed: args.seed,
     };
-    if !args.json {
+    if !args.output.json {
         output::banner(&config, &handler);
     }
-    let json = args.json;
+    let json = args.output.json;
     let on_snapshot = move |snapshot: &processor::Snapshot| {
         if !json {
             output::snapshot(snapshot);
         }
     };
     let report = processor::run(config, handler, on_snapshot, common::shutdown_signal()).await?;
-    if args.json {
+    if args.output.json {
         output::report_json(&report)?;
     } else {
         output::report(&report);

@@ -183,7 +183,7 @@ pub(crate) async fn bench(args: &Args) -> anyhow::Result<()> {
             64.min(args.capacity as usize)
         },
     };
-    if !args.json {
+    if !args.output.json {
         println!(
             "bench: {} producers, {} consumers, {} tasks, capacity {}, batch {}, no processing time; median of {} runs",
             shape.producers, shape.consumers, shape.tasks, shape.capacity, shape.batch, args.runs
@@ -202,7 +202,7 @@ pub(crate) async fn bench(args: &Args) -> anyhow::Result<()> {
         let rate = |d: Duration| shape.tasks as f64 / d.as_secs_f64().max(1e-9);
         let median = rate(bench::median(runs.clone()));
         let each: Vec<f64> = runs.iter().map(|d| rate(*d).round()).collect();
-        if !args.json {
+        if !args.output.json {
             let listed: Vec<String> = each.iter().map(|r| format!("{r:.0}")).collect();
             println!(
                 "{:<38} {median:>14.0}   {}",
@@ -212,7 +212,7 @@ pub(crate) async fn bench(args: &Args) -> anyhow::Result<()> {
         }
         results.push(json!({"contender": contender, "median_tasks_per_sec": median.round(), "runs_tasks_per_sec": each}));
     }
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             json!({"mode": "bench", "shape": shape, "runs": args.runs, "results": results})

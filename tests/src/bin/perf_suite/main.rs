@@ -7,6 +7,10 @@
 //! `results.md` (plus the benchmark's SVG chart) beside a description of the
 //! machine it ran on.
 //!
+//! Machines are noisy, so in full mode every workload runs three times (one
+//! process each, `--repeat N` to change it) and the report quotes the median
+//! of each figure; `results.json` keeps every run.
+//!
 //! ```text
 //! scripts/bench.sh            # full sizes, minutes; results in target/bench/
 //! scripts/bench.sh --quick    # tiny sizes, seconds: what CI runs so the suite cannot rot
@@ -32,10 +36,12 @@ struct Args {
     build: bool,
     out: PathBuf,
     only: Option<String>,
+    /// Runs per workload; `None` means 3 in full mode, 1 in quick mode.
+    repeat: Option<u32>,
 }
 
 const USAGE: &str = "\
-Usage: perf-suite [--quick] [--no-build] [--out DIR] [--only SUBSTRING]
+Usage: perf-suite [--quick] [--no-build] [--repeat N] [--out DIR] [--only SUBSTRING]
 
 Runs every example's scale mode in --release and writes results.json and
 results.md (with the machine description) to DIR (default target/bench).
@@ -43,6 +49,8 @@ results.md (with the machine description) to DIR (default target/bench).
 Options:
   --quick          tiny workload sizes (seconds): the CI smoke run
   --no-build       do not run `cargo build --release` first
+  --repeat N       run each workload N times and report medians
+                   (default 3, or 1 with --quick)
   --out DIR        where to write the report (default target/bench)
   --only SUBSTR    run only the workloads whose name contains SUBSTR
   -h, --help       print this help
@@ -54,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         build: true,
         out: e2e::workspace_root().join("target/bench"),
         only: None,
+        repeat: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,6 +71,13 @@ fn parse_args() -> Result<Args, String> {
             "--no-build" => args.build = false,
             "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
             "--only" => args.only = Some(it.next().ok_or("--only needs a value")?),
+            "--repeat" => {
+                let n = it.next().ok_or("--repeat needs a number")?;
+                match n.parse::<u32>() {
+                    Ok(n) if n > 0 => args.repeat = Some(n),
+                    _ => return Err(format!("--repeat needs a positive number, got '{n}'")),
+                }
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -105,6 +121,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         machine["cores"], machine["cpu"], machine["os"]
     );
 
+    let repeat = args.repeat.unwrap_or(if args.quick { 1 } else { 3 });
     let mut rows = Vec::new();
     let mut failures = 0;
     for workload in workloads(args.quick, &args.out) {
@@ -115,31 +132,29 @@ fn run(args: &Args) -> anyhow::Result<()> {
         {
             continue;
         }
-        eprintln!(
-            "==> {}: {} {}",
-            workload.name,
-            workload.bin,
-            workload.args.join(" ")
-        );
-        let row = match measure(&bin_dir, &workload) {
+        eprintln!("==> {}: {}", workload.name, command_line(&workload));
+        let row = match run_workload(&bin_dir, &workload, repeat) {
             Ok(row) => row,
             Err(err) => {
                 failures += 1;
                 eprintln!("    FAILED: {err:#}");
-                json!({ "name": workload.name, "bin": workload.bin, "args": workload.args, "error": format!("{err:#}") })
+                json!({
+                    "name": workload.name,
+                    "command": command_line(&workload),
+                    "error": format!("{err:#}"),
+                })
             }
         };
-        if let Some(dir) = &workload.cleanup {
-            // Best effort: a leftover directory is only disk (or RAM) space.
-            let _ = std::fs::remove_dir_all(dir);
+        if repeat > 1 && row.get("error").is_none() {
+            eprintln!("    median: {}", row_figures(&row));
         }
-        eprintln!("    {}", row_figures(&row, &workload));
         rows.push((workload, row));
     }
 
     let report = json!({
         "date": utc_date(),
         "mode": if args.quick { "quick" } else { "full" },
+        "runs_per_workload": repeat,
         "machine": machine,
         "results": rows.iter().map(|(_, row)| row.clone()).collect::<Vec<_>>(),
     });
@@ -156,13 +171,88 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one workload; wall time and peak RSS come from `wait4`.
-fn measure(bin_dir: &Path, workload: &Workload) -> anyhow::Result<Value> {
+/// What a reader would type to repeat a workload by hand.
+fn command_line(workload: &Workload) -> String {
+    match workload.bench_package {
+        None => format!("{} {}", workload.bin, workload.args.join(" ")),
+        Some(package) => format!(
+            "cargo bench -p {package} --bench {} -- {}",
+            workload.bin,
+            workload.args.join(" ")
+        ),
+    }
+    .trim_end_matches([' ', '-'])
+    .to_owned()
+}
+
+/// Runs a workload `repeat` times, one process each, and returns every run
+/// plus the median of each figure, of the wall time and of the peak RSS.
+fn run_workload(bin_dir: &Path, workload: &Workload, repeat: u32) -> anyhow::Result<Value> {
     let path = match workload.bench_package {
         None => bin_dir.join(workload.bin),
         Some(package) => bench_executable(package, workload.bin)?,
     };
-    let mut child = Command::new(&path)
+    let mut runs = Vec::new();
+    for i in 1..=repeat {
+        let outcome = measure(&path, workload);
+        if let Some(dir) = &workload.cleanup {
+            // Best effort: a leftover directory is only disk (or RAM) space.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let run = outcome.with_context(|| format!("run {i} of {repeat}"))?;
+        let figures = workload
+            .figures
+            .iter()
+            .filter_map(|(label, pointer)| {
+                let value = run["summary"].pointer(pointer)?.as_f64()?;
+                Some(json!([label, value]))
+            })
+            .collect::<Vec<_>>();
+        let run = json!({
+            "wall_s": run["wall_s"],
+            "peak_rss_mib": run["peak_rss_mib"],
+            "figures": figures,
+            "summary": run["summary"],
+        });
+        eprintln!("    run {i}: {}", row_figures(&run));
+        runs.push(run);
+    }
+    let median_of = |get: &dyn Fn(&Value) -> Option<f64>| median(runs.iter().filter_map(get));
+    let figures = workload
+        .figures
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (label, _))| {
+            // A figure a run lacks (an older binary, an optional field) is skipped.
+            let value = median_of(&|run| run["figures"].get(i)?.get(1)?.as_f64())?;
+            Some(json!([label, value]))
+        })
+        .collect::<Vec<_>>();
+    Ok(json!({
+        "name": workload.name,
+        "command": command_line(workload),
+        "wall_s": median_of(&|run| run["wall_s"].as_f64()),
+        "peak_rss_mib": median_of(&|run| run["peak_rss_mib"].as_f64()),
+        "figures": figures,
+        "runs": runs,
+    }))
+}
+
+/// The median; the mean of the two middle values for an even count.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// Runs one process of a workload; wall time and peak RSS come from `wait4`.
+fn measure(path: &Path, workload: &Workload) -> anyhow::Result<Value> {
+    let mut child = Command::new(path)
         .args(&workload.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -224,9 +314,6 @@ fn measure(bin_dir: &Path, workload: &Workload) -> anyhow::Result<Value> {
         })
         .context("no JSON summary line on stdout")?;
     Ok(json!({
-        "name": workload.name,
-        "bin": workload.bin,
-        "args": workload.args,
         "wall_s": (wall.as_secs_f64() * 1000.0).round() / 1000.0,
         // Linux reports ru_maxrss in KiB.
         "peak_rss_mib": (rusage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0,
@@ -280,70 +367,81 @@ fn wait4(pid: u32) -> anyhow::Result<(libc::c_int, libc::rusage)> {
     }
 }
 
-/// The figures a reader looks for first, picked by each workload's keys.
-fn row_figures(row: &Value, workload: &Workload) -> String {
+/// `label value` for each of a row's figures, comma-separated.
+fn figures_text(row: &Value) -> String {
     if let Some(err) = row.get("error") {
         return format!("error: {}", err.as_str().unwrap_or_default());
     }
-    let mut parts: Vec<String> = workload
-        .figures
-        .iter()
-        .filter_map(|(label, pointer)| {
-            row["summary"]
-                .pointer(pointer)
-                .map(|v| format!("{label} {}", fmt_value(v)))
+    row["figures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pair| {
+            let label = pair[0].as_str().unwrap_or_default();
+            format!("{label} {}", fmt_value(&pair[1]))
         })
-        .collect();
-    parts.push(format!("wall {} s", row["wall_s"]));
-    parts.push(format!("peak RSS {} MiB", row["peak_rss_mib"]));
-    parts.join(", ")
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
+/// A run's or a row's figures, wall time and peak RSS, for the progress log.
+fn row_figures(row: &Value) -> String {
+    if row.get("error").is_some() {
+        return figures_text(row);
+    }
+    format!(
+        "{}, wall {} s, peak RSS {} MiB",
+        figures_text(row),
+        fixed(&row["wall_s"], 3),
+        fixed(&row["peak_rss_mib"], 1)
+    )
+}
+
+/// Numbers as a reader scans them: `11.13 M`, `73643`, `0.830`.
 fn fmt_value(v: &Value) -> String {
     match v.as_f64() {
-        Some(f) if f.fract() != 0.0 && f.abs() >= 100.0 => format!("{f:.0}"),
-        Some(f) if f.fract() != 0.0 => format!("{f:.3}"),
-        _ => v.to_string(),
+        Some(f) if f.abs() >= 1e6 => format!("{:.2} M", f / 1e6),
+        Some(f) if f.abs() >= 100.0 || f.fract() == 0.0 => format!("{f:.0}"),
+        Some(f) if f.abs() >= 10.0 => format!("{f:.1}"),
+        Some(f) => format!("{f:.3}"),
+        None => v.to_string(),
     }
+}
+
+/// A number with `digits` decimals (seconds to the ms, MiB to 0.1).
+fn fixed(v: &Value, digits: usize) -> String {
+    v.as_f64()
+        .map(|f| format!("{f:.digits$}"))
+        .unwrap_or_default()
 }
 
 fn markdown(report: &Value, rows: &[(Workload, Value)]) -> String {
     let m = &report["machine"];
+    let runs = report["runs_per_workload"].as_u64().unwrap_or(1);
     let mut md = format!(
-        "Measured {} ({} mode) on {} cores, {}, {}, {}.\n\n",
+        "Measured {} ({} mode{}) on {} cores, {}, {}, {}.\n\n",
         report["date"].as_str().unwrap_or_default(),
         report["mode"].as_str().unwrap_or_default(),
+        if runs > 1 {
+            format!(", median of {runs} runs")
+        } else {
+            String::new()
+        },
         m["cores"],
         m["cpu"].as_str().unwrap_or_default(),
         m["os"].as_str().unwrap_or_default(),
         m["rustc"].as_str().unwrap_or_default(),
     );
-    md.push_str("| workload | command | figures | wall s | peak RSS MiB | target |\n|---|---|---|---|---|---|\n");
+    md.push_str("| workload | figures | wall s | peak RSS MiB | target | command |\n|---|---|---|---|---|---|\n");
     for (workload, row) in rows {
         md.push_str(&format!(
-            "| {} | `{} {}` | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | `{}` |\n",
             workload.name,
-            workload.bin,
-            workload.args.join(" "),
-            if row.get("error").is_some() {
-                row_figures(row, workload)
-            } else {
-                workload
-                    .figures
-                    .iter()
-                    .filter_map(|(label, pointer)| {
-                        row["summary"]
-                            .pointer(pointer)
-                            .map(|v| format!("{label} {}", fmt_value(v)))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            row.get("wall_s").map(Value::to_string).unwrap_or_default(),
-            row.get("peak_rss_mib")
-                .map(Value::to_string)
-                .unwrap_or_default(),
+            figures_text(row),
+            fixed(&row["wall_s"], 3),
+            fixed(&row["peak_rss_mib"], 1),
             workload.target,
+            command_line(workload),
         ));
     }
     md
