@@ -171,8 +171,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a reader would type to repeat a workload by hand.
+/// What a reader would type to repeat a workload by hand (paths inside
+/// the workspace relative to its root, where the command runs).
 fn command_line(workload: &Workload) -> String {
+    let root = format!("{}/", e2e::workspace_root().display());
     match workload.bench_package {
         None => format!("{} {}", workload.bin, workload.args.join(" ")),
         Some(package) => format!(
@@ -182,7 +184,7 @@ fn command_line(workload: &Workload) -> String {
         ),
     }
     .trim_end_matches([' ', '-'])
-    .to_owned()
+    .replace(&root, "")
 }
 
 /// Runs a workload `repeat` times, one process each, and returns every run
@@ -215,7 +217,21 @@ fn run_workload(bin_dir: &Path, workload: &Workload, repeat: u32) -> anyhow::Res
             "summary": run["summary"],
         });
         eprintln!("    run {i}: {}", row_figures(&run));
+        if let Some(path) = &workload.artifact {
+            std::fs::rename(path, run_copy(path, i))
+                .with_context(|| format!("keep {} of run {i}", path.display()))?;
+        }
         runs.push(run);
+    }
+    if let Some(path) = &workload.artifact {
+        // The artifact that goes with the figures: the run whose headline
+        // (first figure) is the median; the lower middle for an even count.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        let headline = |i: &usize| runs[*i]["figures"][0][1].as_f64().unwrap_or(0.0);
+        order.sort_by(|a, b| headline(a).total_cmp(&headline(b)));
+        let median_run = order[(order.len() - 1) / 2] + 1;
+        std::fs::copy(run_copy(path, median_run as u32), path)
+            .with_context(|| format!("copy run {median_run}'s {}", path.display()))?;
     }
     let median_of = |get: &dyn Fn(&Value) -> Option<f64>| median(runs.iter().filter_map(get));
     let figures = workload
@@ -236,6 +252,16 @@ fn run_workload(bin_dir: &Path, workload: &Workload, repeat: u32) -> anyhow::Res
         "figures": figures,
         "runs": runs,
     }))
+}
+
+/// `dir/chart.svg` -> `dir/chart-run2.svg`.
+fn run_copy(path: &Path, run: u32) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-run{run}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-run{run}"),
+    };
+    path.with_file_name(name)
 }
 
 /// The median; the mean of the two middle values for an even count.
