@@ -528,3 +528,76 @@ fn utc_date() -> String {
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn numbers_print_the_way_the_report_shows_them() {
+        assert_eq!(fmt_value(&json!(11_127_822.0)), "11.13 M");
+        assert_eq!(fmt_value(&json!(73_643.4)), "73643");
+        assert_eq!(fmt_value(&json!(1000)), "1000");
+        assert_eq!(fmt_value(&json!(53.27)), "53.3");
+        assert_eq!(fmt_value(&json!(0.8304)), "0.830");
+        assert_eq!(fixed(&json!(12.84), 1), "12.8");
+    }
+
+    #[test]
+    fn each_run_keeps_its_own_copy_of_an_artifact() {
+        let path = Path::new("/out/benchmark-sweep.svg");
+        assert_eq!(
+            run_copy(path, 2),
+            Path::new("/out/benchmark-sweep-run2.svg")
+        );
+        assert_eq!(
+            run_copy(Path::new("/out/log"), 1),
+            Path::new("/out/log-run1")
+        );
+    }
+
+    #[test]
+    fn commands_are_what_a_reader_types() {
+        let all = workloads(true, &e2e::workspace_root().join("target/bench"));
+        let pool = all
+            .iter()
+            .find(|w| w.bin == "pool")
+            .expect("the pool bench");
+        assert_eq!(
+            command_line(pool),
+            "cargo bench -p examples-db --bench pool -- --quick"
+        );
+        let sweep = all
+            .iter()
+            .find(|w| w.bin == "benchmark")
+            .expect("the sweep");
+        let line = command_line(sweep);
+        assert!(line.starts_with("benchmark --latency-ms 0"), "{line}");
+        assert!(
+            line.contains("--svg target/bench/benchmark-sweep.svg"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_failed_row_shows_its_error_instead_of_figures() {
+        let row = json!({ "error": "exit status 1: error: boom" });
+        assert_eq!(row_figures(&row), "error: exit status 1: error: boom");
+        let row = json!({
+            "figures": [["rps", 1234.5], ["p99 ms", 1.5]],
+            "wall_s": 2.0,
+            "peak_rss_mib": 10.0,
+        });
+        assert_eq!(
+            row_figures(&row),
+            "rps 1234, p99 ms 1.500, wall 2.000 s, peak RSS 10.0 MiB"
+        );
+    }
+}
