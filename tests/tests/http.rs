@@ -123,6 +123,14 @@ async fn rate_limited_client_without_the_limiter_is_refused_with_429s() {
     assert!(unlimited["ok"].as_u64().unwrap() < 38, "{unlimited}");
     let rate = limited["sustained_rps"].as_f64().unwrap();
     assert!((rate - 20.0).abs() < 2.0, "{limited}");
+    // The error field is the same deviation, in percent; without a limiter
+    // there is no configured rate to deviate from.
+    let error = limited["rate_error_pct"].as_f64().unwrap();
+    assert!(
+        (error - 100.0 * (rate - 20.0) / 20.0).abs() < 1e-9,
+        "{limited}"
+    );
+    assert!(unlimited["rate_error_pct"].is_null(), "{unlimited}");
 }
 
 #[tokio::test]

@@ -161,6 +161,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let sustained = starts.sustained_rate(args.burst);
     let server_429 = sandbox.as_ref().map(|s| s.stats().api_rate_limited);
     let success_rate = 100.0 * stats.ok as f64 / (lookups.len().max(1)) as f64;
+    // How far the sustained rate is from the configured one, in percent
+    // (negative: slower). Only meaningful with the limiter on.
+    let rate_error = sustained
+        .filter(|_| !args.no_limit)
+        .map(|rate| 100.0 * (rate - args.rps) / args.rps);
 
     if args.output.json {
         let summary = serde_json::json!({
@@ -169,7 +174,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "requests": stats.requests, "ok": stats.ok, "errors": stats.errors,
             "rate_limited_429": stats.rate_limited, "server_429": server_429,
             "success_rate_pct": success_rate, "elapsed_s": elapsed.as_secs_f64(),
-            "sustained_rps": sustained, "peak_in_flight": stats.peak_in_flight,
+            "sustained_rps": sustained, "rate_error_pct": rate_error,
+            "peak_in_flight": stats.peak_in_flight,
         });
         println!("{summary}");
         return Ok(());

@@ -176,6 +176,7 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             ],
             &[
                 ("achieved rps", "/sustained_rps"),
+                ("rate error %", "/rate_error_pct"),
                 ("429s", "/server_429"),
                 ("errors", "/errors"),
             ],
