@@ -10,9 +10,17 @@
 //!   test clock), and an hdrhistogram-backed [`LatencySummary`].
 //! - [`shutdown`]: a future that resolves on Ctrl-C or SIGTERM.
 //! - [`init_crypto`]: installs the rustls crypto provider once per process.
+//! - [`driver`]: the harness every binary runs under: parsing, logging,
+//!   signal handlers before readiness, the exit-code policy (0 / 1 / 2 /
+//!   130) and the one-line `--json` envelope.
+//! - [`args`]: typed, bounded flag parsers (durations with units, rates,
+//!   counts, sizes), so no flag value can panic a binary.
 //! - [`cli`]: the flags every binary shares ([`OutputArgs`]: `--json`,
-//!   `--log-format`) and the exit-code convention (`error: <cause chain>`,
-//!   exit 1).
+//!   `--log-format`).
+//! - [`backoff`]: the one exponential-backoff schedule (with jitter) that
+//!   retries, reconnects and restarts share.
+//! - [`retry_after`]: parses a server's `Retry-After` with checked
+//!   arithmetic and clamps it.
 //! - [`sandbox`]: a local, deterministic stand-in for the internet services
 //!   the examples talk to, started in-process on `127.0.0.1:0`.
 //!
@@ -21,13 +29,18 @@
 //! cargo test -p common
 //! ```
 
+pub mod args;
+pub mod backoff;
 pub mod cli;
+pub mod driver;
 pub mod logging;
+pub mod retry_after;
 pub mod sandbox;
 pub mod shutdown;
 pub mod timing;
 
 pub use cli::{OutputArgs, exit_code};
+pub use driver::{Example, Report, UsageError};
 pub use logging::{LogFormat, init_logging};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use shutdown::{shutdown_signal, shutdown_token};

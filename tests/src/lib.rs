@@ -190,6 +190,75 @@ impl Output {
         );
         self
     }
+
+    /// The one `--json` line, parsed, with the shared envelope checked:
+    /// stdout must be exactly one line with `example` (= `name`), `seed`,
+    /// `ok`, `interrupted` and `elapsed_s` first, in that order.
+    pub fn json_envelope(&self, name: &str) -> serde_json::Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "--json prints exactly one line:\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        let line = lines[0];
+        let prefix = format!("{{\"example\":\"{name}\",\"seed\":");
+        assert!(
+            line.starts_with(&prefix),
+            "envelope must open with {prefix}: {line}"
+        );
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("--json line does not parse ({err}): {line}"));
+        let keys: Vec<&str> = value
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for key in ["example", "seed", "ok", "interrupted", "elapsed_s"] {
+            assert!(keys.contains(&key), "envelope lacks {key}: {line}");
+        }
+        let order: Vec<usize> = ["\"seed\":", "\"ok\":", "\"interrupted\":", "\"elapsed_s\":"]
+            .iter()
+            .map(|k| line.find(k).unwrap_or(usize::MAX))
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "envelope key order: {line}"
+        );
+        assert!(
+            value["ok"].is_boolean() && value["interrupted"].is_boolean(),
+            "{line}"
+        );
+        assert!(value["elapsed_s"].is_number(), "{line}");
+        value
+    }
+
+    /// A usage or input error: exit code `code`, one `error:` line first
+    /// that contains `needle`, and no panic.
+    pub fn assert_clear_error(&self, code: i32, needle: &str) -> &Self {
+        self.assert_code(code);
+        let first = self.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(needle),
+            "expected an error line containing {needle:?}:\n{}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+}
+
+/// The documented exit codes (README, `common::driver`).
+pub mod exit {
+    /// All work done.
+    pub const OK: i32 = 0;
+    /// A unit of work failed, or a runtime error.
+    pub const FAILED: i32 = 1;
+    /// A usage error.
+    pub const USAGE: i32 = 2;
+    /// Stopped by a signal after a clean stop and a printed report.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 fn command(name: &str, args: &[&str]) -> Command {

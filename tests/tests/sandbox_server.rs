@@ -7,7 +7,7 @@ use e2e::{run, spawn};
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
-async fn sandbox_server_serves_and_exits_0_on_sigterm() {
+async fn sandbox_server_serves_and_exits_130_on_sigterm() {
     common::init_crypto();
     // Port 0: the OS picks a free port; the server prints the address.
     let mut server = spawn("sandbox-server", &["--port", "0"]).unwrap();
@@ -25,7 +25,7 @@ async fn sandbox_server_serves_and_exits_0_on_sigterm() {
 
     server.sigterm().unwrap();
     let output = server.wait(LIMIT).await.unwrap();
-    output.assert_code(0);
+    output.assert_code(e2e::exit::INTERRUPTED);
     assert!(
         output.stdout.contains("stopped after 1 requests"),
         "{}",

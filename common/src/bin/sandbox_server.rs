@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::{LogFormat, Sandbox, SandboxConfig};
+use common::{Example, Report, Sandbox, SandboxConfig, args};
+use tokio_util::sync::CancellationToken;
 
 /// A deterministic local HTTP and WebSocket server for the examples and
 /// their tests. Part of the tokio port of the asyncio cookbook (it stands in
 /// for python.org, GitHub and the echo servers the seed examples call).
+/// Runs until Ctrl-C or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -29,43 +31,49 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// The `/api/users` rate limit in requests per second (0 disables it).
-    #[arg(long, default_value_t = 10.0)]
-    api_rps: f64,
+    #[arg(long, default_value = "10", value_parser = args::rate(0.0, 1e6))]
+    api_rate: f64,
     /// How many `/api/users` requests may arrive back to back.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value = "10", value_parser = args::count(1u32, 1_000_000))]
     api_burst: u32,
-    /// Simulated processing time of each `/api/users` request, in ms.
-    #[arg(long, default_value_t = 20)]
-    api_latency_ms: u64,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Simulated processing time of each `/api/users` request.
+    #[arg(long, default_value = "20ms", value_parser = args::duration(Duration::ZERO, Duration::from_secs(60)))]
+    api_latency: Duration,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    common::init_logging(args.log_format);
-    common::exit_code(run(args).await)
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.api_rps >= 0.0 && args.api_rps.is_finite()) {
-        anyhow::bail!("--api-rps must be a finite number >= 0");
+impl Example for Args {
+    const NAME: &'static str = "sandbox-server";
+    const SEED: Option<u8> = None;
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
     }
+}
+
+fn main() -> ExitCode {
+    common::driver::main(run)
+}
+
+async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     let config = SandboxConfig {
         addr: SocketAddr::new(args.host, args.port),
-        api_rps: (args.api_rps > 0.0).then_some(args.api_rps),
+        api_rps: (args.api_rate > 0.0).then_some(args.api_rate),
         api_burst: args.api_burst,
-        api_latency: Duration::from_millis(args.api_latency_ms),
+        api_latency: args.api_latency,
     };
-    // Handlers first, so a SIGTERM right after the banner is a clean stop.
-    let shutdown = common::shutdown_signal();
+    // The harness installed the signal handlers before this line, so a
+    // SIGTERM right after the banner is a clean stop.
     let sandbox = Sandbox::start(config)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-
-    println!("sandbox listening on http://{}", sandbox.addr());
+    let quiet = args.output.json;
+    let say = |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    say(format!("sandbox listening on http://{}", sandbox.addr()));
     for (path, what) in [
         ("/health", "liveness"),
         ("/delay/{ms}", "JSON after ms (?jitter_ms=&seed=)"),
@@ -83,17 +91,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "GitHub-like user, rate limited (429 + Retry-After)",
         ),
     ] {
-        println!("  GET {:<40} {what}", sandbox.url(path));
+        say(format!("  GET {:<40} {what}", sandbox.url(path)));
     }
-    println!(
+    say(format!(
         "  GET {:<40} WebSocket echo (?drop_after=N&ignore_pings=1)",
         sandbox.ws_url("/ws/echo")
-    );
-    println!("Ctrl-C to stop");
+    ));
+    say("Ctrl-C to stop".to_owned());
 
-    shutdown.await;
+    stop.cancelled().await;
     let stats = sandbox.stats();
     sandbox.shutdown().await.context("sandbox server failed")?;
-    println!("stopped after {} requests", stats.requests);
-    Ok(())
+    say(format!("stopped after {} requests", stats.requests));
+    Ok(Report::ok().figure("requests", stats.requests))
 }

@@ -48,7 +48,9 @@
 //! cargo test -p examples-resilience --test retry
 //! ```
 
-pub mod backoff;
+/// The backoff schedule lives in `common` so that the retry loop, the
+/// WebSocket client's reconnects and the supervisor's restarts share one type.
+pub use common::backoff;
 mod outcome;
 
 use std::future::Future;

@@ -19,7 +19,11 @@
 //! jitter the default, as the AWS measurements recommend.
 //!
 //! The random source is passed in, so a test with a seeded RNG gets the same
-//! delays every run (see `tests/retry.rs`).
+//! delays every run (see `examples-resilience/tests/retry.rs`).
+//!
+//! One type for the whole workspace: the retry loop (seed 10), the
+//! WebSocket client's reconnects (seed 4) and the supervisor's restarts
+//! (seed 11) all draw their delays from a [`Backoff`].
 
 use std::time::Duration;
 
