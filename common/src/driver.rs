@@ -96,8 +96,11 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub trait Example: clap::Parser + Send + 'static {
     /// The bin name, as in `cargo run --bin NAME`; the envelope's `example`.
     const NAME: &'static str;
-    /// The seed example it ports (1-15); `None` for the tools.
+    /// The seed example it ports (1-15), or the one a tool serves
+    /// (`ws-load`: 5); `None` for the tools that serve them all.
     const SEED: Option<u8>;
+    /// A tool (a load generator, the sandbox, the perf suite), not a port.
+    const TOOL: bool = false;
     /// The shared output flags (`--json`, `--log-format`).
     fn output(&self) -> &OutputArgs;
     /// Cross-flag checks the parser cannot express. An `Err` is a usage
@@ -259,12 +262,16 @@ where
 
 /// The command clap builds for `A`, with the harness's first help line.
 pub fn command<A: Example>() -> clap::Command {
-    let first = match A::SEED {
-        Some(seed) => format!(
+    let first = match (A::SEED, A::TOOL) {
+        (Some(seed), false) => format!(
             "{}: ports seed Example {seed} of the asyncio cookbook",
             A::NAME
         ),
-        None => format!("{}: a tool of the asyncio cookbook's tokio port", A::NAME),
+        (Some(seed), true) => format!(
+            "{}: a tool for seed Example {seed} of the asyncio cookbook's tokio port",
+            A::NAME
+        ),
+        (None, _) => format!("{}: a tool of the asyncio cookbook's tokio port", A::NAME),
     };
     A::command().name(A::NAME).before_help(first)
 }
