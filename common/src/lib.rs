@@ -21,6 +21,8 @@
 //!   retries, reconnects and restarts share.
 //! - [`retry_after`]: parses a server's `Retry-After` with checked
 //!   arithmetic and clamps it.
+//! - [`testing`]: [`testing::cancel_at_every_await`], the systematic
+//!   drop-at-every-await-point check every pattern's tests use.
 //! - [`sandbox`]: a local, deterministic stand-in for the internet services
 //!   the examples talk to, started in-process on `127.0.0.1:0`.
 //!
@@ -37,6 +39,7 @@ pub mod logging;
 pub mod retry_after;
 pub mod sandbox;
 pub mod shutdown;
+pub mod testing;
 pub mod timing;
 
 pub use cli::{OutputArgs, exit_code};

@@ -1,0 +1,148 @@
+//! Test helpers shared by every crate's tests: systematic cancellation.
+//!
+//! A pattern is only right under cancellation if it keeps its invariants
+//! when its future is dropped at *any* await point, not only at the one the
+//! author thought of. [`cancel_at_every_await`] makes that systematic: it
+//! builds the operation afresh for N = 0, 1, 2, ..., lets it run normally
+//! (woken by the runtime as usual) until it has returned `Pending` N times,
+//! drops it there, and runs the caller's invariant check; it stops at the
+//! first N at which the operation completes on its own.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tokio::sync::Semaphore;
+//! use common::testing::cancel_at_every_await;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let sem = Arc::new(Semaphore::new(1));
+//! let held = sem.clone().try_acquire_owned().unwrap();
+//! let release = tokio::spawn(async move { tokio::task::yield_now().await; drop(held); });
+//! let polls = cancel_at_every_await(
+//!     |_n| {
+//!         let sem = sem.clone();
+//!         async move { let _permit = sem.acquire().await.unwrap(); }
+//!     },
+//!     async |_n| assert_eq!(sem.available_permits(), 1.min(sem.available_permits())),
+//! )
+//! .await;
+//! assert!(polls >= 1);
+//! # release.await.unwrap(); }
+//! ```
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+
+/// The most pending points [`cancel_at_every_await`] walks through before
+/// it declares the operation endless.
+pub const MAX_POLLS: usize = 10_000;
+
+/// Runs `fut` until it has returned `Pending` `n` times, then drops it
+/// (`None`); or returns its output if it completes first. Between pending
+/// points it waits for `fut`'s own wake-up, as a real caller would: a
+/// future that is never woken keeps it waiting.
+pub async fn poll_n_then_drop<F: Future>(fut: F, n: usize) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let mut pending = 0;
+    std::future::poll_fn(|cx| {
+        if pending >= n {
+            return Poll::Ready(None);
+        }
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending => {
+                pending += 1;
+                if pending >= n {
+                    // Dropped at this await point: do not wait for a wake-up.
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// For N = 0, 1, 2, ...: builds the operation with `make(N)`, drops it at
+/// its Nth pending point, then awaits `check(N)` (assert the invariants
+/// there). Returns the N at which the operation completed by itself.
+///
+/// `make(0)` is dropped before its first poll. Panics if the operation is
+/// still pending after [`MAX_POLLS`] points.
+pub async fn cancel_at_every_await<Fut, M, C>(mut make: M, mut check: C) -> usize
+where
+    Fut: Future,
+    M: FnMut(usize) -> Fut,
+    C: AsyncFnMut(usize),
+{
+    for n in 0..=MAX_POLLS {
+        let fut = make(n);
+        let completed = if n == 0 {
+            drop(fut);
+            false
+        } else {
+            poll_n_then_drop(fut, n).await.is_some()
+        };
+        check(n).await;
+        if completed {
+            return n;
+        }
+    }
+    panic!("operation still pending after {MAX_POLLS} polls");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn walks_every_pending_point_then_stops_at_completion() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let n = cancel_at_every_await(
+            |_| {
+                let (started, finished) = (started.clone(), finished.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    for _ in 0..3 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            async |_| {
+                checks.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .await;
+        // Three sleeps are three pending points: dropped after 0, 1, 2 and
+        // 3 pendings would leave it unfinished; n = 4 lets it finish.
+        assert_eq!(n, 4);
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
+        assert_eq!(started.load(Ordering::SeqCst), 4); // n = 0 never polled
+        assert_eq!(checks.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_ready_future_completes_at_one() {
+        assert_eq!(cancel_at_every_await(|_| async {}, async |_| {}).await, 1);
+        assert_eq!(poll_n_then_drop(async { 7 }, 1).await, Some(7));
+        // Three yields are three pending points, each woken at once.
+        let yields = async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        };
+        assert_eq!(poll_n_then_drop(yields, 3).await, None);
+        // Dropped at its first pending point, even if never woken again.
+        assert_eq!(
+            poll_n_then_drop(std::future::pending::<()>(), 1).await,
+            None
+        );
+    }
+}
