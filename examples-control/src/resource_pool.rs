@@ -2,16 +2,19 @@
 //!
 //! Ports seed Example 8 ("Semaphore for Resource Limiting"). The Python
 //! version guards a counter with `asyncio.Semaphore(5)`: the semaphore says
-//! "five users at a time", but nothing ties a user to *which* of the five
-//! resources it holds, so two users can still grab the same object, and the
-//! bookkeeping (`active_count`) lives beside the semaphore where a forgotten
+//! "five users at a time", but there are no resource objects at all, only
+//! the count. The moment real resources (connections, buffers, licences)
+//! are added, something else must decide which user gets which one, and
+//! that is where two users end up sharing an object. The bookkeeping
+//! (`active_count`) lives beside the semaphore, where a forgotten
 //! decrement drifts it. It also has no acquire timeout, no way to turn
 //! waiters away at shutdown, and no record of how long anyone waited.
 //!
-//! Here [`ResourcePool::acquire`] returns a [`Pooled`] guard that owns one
-//! specific resource object *and* the semaphore permit for it. Two users can
-//! never share a resource (the guard hands out `&mut T`, and the type system
-//! does the rest), and dropping the guard returns the resource first and the
+//! Here the pool holds the resource objects themselves, and
+//! [`ResourcePool::acquire`] returns a [`Pooled`] guard that owns one
+//! specific resource *and* the semaphore permit for it. Two users can
+//! never share a resource (the guard hands out `&mut T`, and the type
+//! system does the rest), and dropping the guard returns the resource first and the
 //! permit second, however the holder ends: normal return, `?`, panic or task
 //! cancellation. On top of that:
 //!

@@ -276,3 +276,32 @@ fn cents_print_as_dollars_and_cents() {
     assert_eq!(Cents(5).to_string(), "$0.05");
     assert_eq!(Cents::dollars(30), Cents(3_000));
 }
+
+/// Issue 15.23: the ledger's cumulative sums saturate instead of
+/// overflowing (a debug build used to panic on this log).
+#[test]
+fn ledger_totals_saturate_instead_of_overflowing() {
+    use examples_control::bank::{Audit, Entry, EntryKind, verify};
+    let max = Cents(u64::MAX);
+    let audit = Audit {
+        balances: vec![max, max],
+        log: vec![
+            Entry {
+                account: 0,
+                kind: EntryKind::Deposit,
+                amount: max,
+                balance_after: max,
+            },
+            Entry {
+                account: 1,
+                kind: EntryKind::Deposit,
+                amount: max,
+                balance_after: max,
+            },
+        ],
+    };
+    let summary = verify(&[Cents(0), Cents(0)], &audit).expect("the log is consistent");
+    assert_eq!(summary.deposited, max, "saturated at u64::MAX cents");
+    assert!(summary.totals_saturated);
+    assert_eq!(summary.entries, 2);
+}

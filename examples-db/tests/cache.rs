@@ -320,8 +320,77 @@ async fn a_panicking_loader_does_not_poison_the_key() {
         })
     };
     assert!(crashed.await.expect_err("the loader panicked").is_panic());
+    // Reported: a panicked load counts as a failed one.
+    assert_eq!((cache.stats().loads, cache.stats().load_failures), (1, 1));
     let value = cache
         .get_or_load(key("k"), || async { Ok::<_, LoadFailed>(key("v")) })
         .await;
     assert_eq!(value.expect("a fresh load").as_str(), "v");
+}
+
+/// Issue 15.17: a TTL of `Duration::MAX` means "never expire"; it used to
+/// panic on the first store (`Instant + Duration::MAX` overflows).
+#[tokio::test(start_paused = true)]
+async fn a_ttl_of_duration_max_never_expires_and_does_not_panic() {
+    let cache: Cache<String, String> =
+        Cache::new(NonZeroUsize::new(4).expect("non-zero"), Duration::MAX);
+    cache.set(key("a"), key("1"));
+    cache.set_with_ttl(key("b"), key("2"), Duration::MAX);
+    let loaded = cache
+        .get_or_load(key("c"), || async { Ok::<_, LoadFailed>(key("3")) })
+        .await;
+    assert_eq!(loaded.expect("loaded"), "3");
+    time::advance(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+    assert_eq!(cache.get("a"), Some(key("1")));
+    assert_eq!(cache.get("b"), Some(key("2")));
+    assert_eq!(cache.get("c"), Some(key("3")));
+    assert_eq!(cache.stats().expirations, 0);
+}
+
+/// Issue 15.18: a loader that asks the cache for its own key would wait
+/// for itself forever; it gets an error at once instead, and the outer
+/// load still completes (here with the loader's fallback).
+#[tokio::test(start_paused = true)]
+async fn a_loader_asking_for_its_own_key_gets_an_error_not_a_deadlock() {
+    let cache = Arc::new(cache(10, 60));
+    let inner_error = Arc::new(std::sync::Mutex::new(None));
+    let outer = {
+        let (cache, inner_error) = (Arc::clone(&cache), Arc::clone(&inner_error));
+        let cache2 = Arc::clone(&cache);
+        async move {
+            cache
+                .get_or_load(key("k"), || async move {
+                    let inner = cache2
+                        .get_or_load(key("k"), || async { Ok::<_, LoadFailed>(key("inner")) })
+                        .await;
+                    let err = inner.expect_err("re-entrant load refused");
+                    assert!(err.is_reentrant(), "{err}");
+                    *inner_error.lock().unwrap() = Some(err.inner().to_string());
+                    Ok::<_, LoadFailed>(key("outer"))
+                })
+                .await
+        }
+    };
+    let value = time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("no deadlock")
+        .expect("the outer load succeeds");
+    assert_eq!(value, "outer");
+    let message = inner_error.lock().unwrap().clone().expect("inner ran");
+    assert!(message.contains("its own key"), "{message}");
+    assert_eq!(cache.get("k"), Some(key("outer")));
+    // Another key from inside a loader is fine (no false positive).
+    let nested = cache
+        .get_or_load(key("x"), || {
+            let cache = Arc::clone(&cache);
+            async move {
+                let y = cache
+                    .get_or_load(key("y"), || async { Ok::<_, LoadFailed>(key("Y")) })
+                    .await
+                    .expect("another key loads");
+                Ok::<_, LoadFailed>(format!("x+{y}"))
+            }
+        })
+        .await;
+    assert_eq!(nested.expect("loaded"), "x+Y");
 }

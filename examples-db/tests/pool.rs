@@ -22,6 +22,10 @@ struct FakeManager {
     /// Storm mode: creates and checks yield a random number of times and
     /// sometimes fail.
     chaos: bool,
+    /// Health checks wait for `release_recycle` (after `recycle_entered`).
+    slow_recycle: AtomicBool,
+    recycle_entered: tokio::sync::Notify,
+    release_recycle: tokio::sync::Notify,
 }
 
 struct FakeConn {
@@ -73,6 +77,10 @@ impl Manager for FakeManager {
     }
 
     async fn recycle(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        if self.slow_recycle.load(Ordering::SeqCst) {
+            self.recycle_entered.notify_one();
+            self.release_recycle.notified().await;
+        }
         if self.chaos {
             jitter().await;
             let fail = rand::rng().random_ratio(1, 10);
@@ -322,6 +330,48 @@ async fn queued_acquires_fail_with_closed_when_the_pool_closes() {
         waiter.await.expect("joined"),
         Err(PoolError::Closed) | Ok(1)
     ));
+}
+
+/// Issue 15.16: a `get()` that is inside its health check when `close()`
+/// runs must not hand out a connection of the closed pool.
+#[tokio::test(start_paused = true)]
+async fn a_get_inside_its_health_check_when_close_runs_gets_closed() {
+    let pool = pool(1, 0, 60_000);
+    pool.fill().await.expect("fill");
+    pool.manager().slow_recycle.store(true, Ordering::SeqCst);
+    let getter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await.map(|c| c.id) })
+    };
+    pool.manager().recycle_entered.notified().await;
+    let closing = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.close(Duration::from_secs(30)).await })
+    };
+    // close() marks the pool closed on its first poll, then waits for the
+    // connection being checked.
+    settle(|| pool.stats().in_use == 1 && !closing.is_finished()).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    pool.manager().release_recycle.notify_one();
+    assert!(matches!(
+        getter.await.expect("joined"),
+        Err(PoolError::Closed)
+    ));
+    let report = closing.await.expect("close finished");
+    assert_eq!(
+        report,
+        CloseReport {
+            closed_idle: 0,
+            still_in_use: 0
+        }
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.created, stats.closed, stats.in_use, stats.idle),
+        (1, 1, 0, 0)
+    );
 }
 
 /// Impossible configurations are refused up front.

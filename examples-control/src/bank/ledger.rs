@@ -12,16 +12,37 @@ use serde::Serialize;
 use super::{AccountId, Audit, Cents, EntryKind, TransferId};
 
 /// What the log says happened, once it checked out.
+///
+/// The totals are cumulative, so unlike a balance they can legitimately
+/// outgrow `u64` cents (deposit and withdraw $100 billion 200,000 times).
+/// They **saturate** at `u64::MAX` cents instead of overflowing (which
+/// panics in a debug build and wraps silently in release), and
+/// `totals_saturated` says when that happened, so a reader never mistakes
+/// a clamped figure for an exact one. The replay itself is exact: it runs
+/// in `i128`, and every balance is checked against its entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LedgerSummary {
     /// Log entries replayed.
     pub entries: usize,
-    /// Total deposited.
+    /// Total deposited (saturating).
     pub deposited: Cents,
-    /// Total withdrawn.
+    /// Total withdrawn (saturating).
     pub withdrawn: Cents,
     /// Transfers (each is two entries).
     pub transfers: usize,
+    /// True when `deposited` or `withdrawn` hit `u64::MAX` cents.
+    pub totals_saturated: bool,
+}
+
+/// Adds to a cumulative total, saturating; notes when it clamped.
+fn accumulate(total: &mut Cents, amount: Cents, saturated: &mut bool) {
+    match total.0.checked_add(amount.0) {
+        Some(sum) => total.0 = sum,
+        None => {
+            total.0 = u64::MAX;
+            *saturated = true;
+        }
+    }
 }
 
 /// The log and the balances disagree; the text says where.
@@ -59,11 +80,19 @@ pub fn verify(opening: &[Cents], audit: &Audit) -> Result<LedgerSummary, LedgerM
         match entry.kind {
             EntryKind::Deposit => {
                 *balance += amount;
-                summary.deposited.0 += entry.amount.0;
+                accumulate(
+                    &mut summary.deposited,
+                    entry.amount,
+                    &mut summary.totals_saturated,
+                );
             }
             EntryKind::Withdrawal => {
                 *balance -= amount;
-                summary.withdrawn.0 += entry.amount.0;
+                accumulate(
+                    &mut summary.withdrawn,
+                    entry.amount,
+                    &mut summary.totals_saturated,
+                );
             }
             EntryKind::TransferOut { to, id } => {
                 *balance -= amount;

@@ -68,9 +68,9 @@ pub type AccountId = usize;
 pub struct Cents(pub u64);
 
 impl Cents {
-    /// `dollars` whole dollars.
+    /// `dollars` whole dollars (saturating at `u64::MAX` cents).
     pub const fn dollars(dollars: u64) -> Self {
-        Self(dollars * 100)
+        Self(dollars.saturating_mul(100))
     }
 }
 

@@ -72,8 +72,9 @@ impl WorkloadReport {
         self.ops += other.ops;
         self.ok += other.ok;
         self.insufficient += other.insufficient;
-        self.deposited.0 += other.deposited.0;
-        self.withdrawn.0 += other.withdrawn.0;
+        // Saturating, like the ledger's totals (see `LedgerSummary`).
+        self.deposited.0 = self.deposited.0.saturating_add(other.deposited.0);
+        self.withdrawn.0 = self.withdrawn.0.saturating_add(other.withdrawn.0);
         self.transfers += other.transfers;
         self.stopped_early |= other.stopped_early;
     }
@@ -143,9 +144,15 @@ pub async fn run_checked<B: Bank>(
     let report = run(Arc::clone(&bank), workload, stop).await?;
     let audit = bank.audit().await?;
     let ledger = verify(opening, &audit).map_err(|e| anyhow::anyhow!("{design}: {e}"))?;
-    let total_before = Cents(opening.iter().map(|c| c.0).sum());
-    let total_after = Cents(audit.balances.iter().map(|c| c.0).sum());
-    if total_after.0 + report.withdrawn.0 != total_before.0 + report.deposited.0
+    // u128: a sum of u64 balances (or of a balance sum and a total) cannot
+    // overflow it, so the money check is exact; the totals shown saturate.
+    let sum = |cents: &[Cents]| cents.iter().map(|c| u128::from(c.0)).sum::<u128>();
+    let (before, after) = (sum(opening), sum(&audit.balances));
+    let clamp = |total: u128| Cents(u64::try_from(total).unwrap_or(u64::MAX));
+    let (total_before, total_after) = (clamp(before), clamp(after));
+    let saturated = ledger.totals_saturated;
+    if (!saturated
+        && after + u128::from(report.withdrawn.0) != before + u128::from(report.deposited.0))
         || (ledger.deposited, ledger.withdrawn) != (report.deposited, report.withdrawn)
         || ledger.transfers as u64 != report.transfers
         || report.ok + report.insufficient != report.ops
@@ -198,11 +205,11 @@ async fn one_task<B: Bank>(
             1 => bank
                 .deposit(account, amount)
                 .await
-                .map(|_| report.deposited.0 += amount.0),
+                .map(|_| report.deposited.0 = report.deposited.0.saturating_add(amount.0)),
             2 => bank
                 .withdraw(account, amount)
                 .await
-                .map(|_| report.withdrawn.0 += amount.0),
+                .map(|_| report.withdrawn.0 = report.withdrawn.0.saturating_add(amount.0)),
             _ => bank.balance(account).await.map(drop),
         };
         report.ops += 1;

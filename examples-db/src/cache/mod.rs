@@ -45,6 +45,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -64,11 +65,39 @@ impl LoadError {
         Self(Arc::new(err))
     }
 
+    /// True when a loader asked the cache for the key it is loading (see
+    /// [`Reentrant`]).
+    pub fn is_reentrant(&self) -> bool {
+        self.0.downcast_ref::<Reentrant>().is_some()
+    }
+
     /// The loader's error, for `downcast_ref`.
     pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.0
     }
 }
+
+/// A loader asked the cache for the very key it is loading, in the same
+/// task. Following that load would wait for itself forever (the seed's
+/// `asyncio.Lock` deadlocks the same way on re-entry), so the inner call
+/// fails at once with this error instead (issue 15.18).
+///
+/// Detected with a task-local list of the loads the current task leads,
+/// so it catches a loader that calls `get_or_load` directly, however
+/// deeply nested. It cannot see through a task the loader *spawns* and
+/// then awaits: task-locals do not cross `tokio::spawn`, so that shape
+/// still deadlocks. Do not wait on another task for your own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a loader asked the cache for its own key (re-entrant load)")]
+pub struct Reentrant;
+
+tokio::task_local! {
+    /// The loads the current task is leading: (cache id, flight id).
+    static LEADING: Vec<(u64, u64)>;
+}
+
+/// Tells caches apart in [`LEADING`] (flight ids are per cache).
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Counters since the cache was created (and its current size).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -85,7 +114,7 @@ pub struct CacheStats {
     pub expirations: u64,
     /// Loader runs.
     pub loads: u64,
-    /// Loader runs that returned an error.
+    /// Loader runs that returned an error or panicked.
     pub load_failures: u64,
     /// Misses served by another caller's load instead of their own.
     pub coalesced: u64,
@@ -106,6 +135,8 @@ impl CacheStats {
 /// A bounded, expiring map with single-flight loading. Share it with
 /// `Arc<Cache<K, V>>`; every method takes `&self`.
 pub struct Cache<K, V> {
+    /// This cache's number in [`LEADING`].
+    id: u64,
     ttl: Duration,
     /// std Mutex: never held across an `.await` (the point of this port).
     state: Mutex<State<K, V>>,
@@ -113,7 +144,17 @@ pub struct Cache<K, V> {
 
 struct Entry<V> {
     value: V,
-    expires_at: Instant,
+    /// `None`: never expires (a TTL too long for the clock, e.g.
+    /// `Duration::MAX`).
+    expires_at: Option<Instant>,
+}
+
+/// When an entry stored now with `ttl` expires: `None` (never) when
+/// `now + ttl` does not fit in an `Instant`. `Instant + Duration` panics
+/// on overflow, and a TTL comes from the caller (a flag, a config file),
+/// so it is never added unchecked (issue 15.17).
+fn expiry(now: Instant, ttl: Duration) -> Option<Instant> {
+    now.checked_add(ttl)
 }
 
 /// What the followers of a load receive: `None` until the leader answers.
@@ -142,7 +183,7 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let found = match self.entries.get_mut(key) {
-            Some(entry) if entry.expires_at > now => Some(entry.value.clone()),
+            Some(entry) if entry.expires_at.is_none_or(|at| at > now) => Some(entry.value.clone()),
             Some(_) => {
                 self.entries.remove(key);
                 self.stats.expirations += 1;
@@ -158,7 +199,7 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
         found
     }
 
-    fn store(&mut self, key: K, value: V, expires_at: Instant) {
+    fn store(&mut self, key: K, value: V, expires_at: Option<Instant>) {
         if self
             .entries
             .insert(key, Entry { value, expires_at })
@@ -178,6 +219,7 @@ where
     /// stored (a zero `ttl` stores nothing usefully: entries expire at once).
     pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
         Self {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             ttl,
             state: Mutex::new(State {
                 entries: Lru::new(capacity.get()),
@@ -186,6 +228,13 @@ where
                 stats: CacheStats::default(),
             }),
         }
+    }
+
+    /// True when the current task leads flight `id` of this cache.
+    fn leading(&self, id: u64) -> bool {
+        LEADING
+            .try_with(|leading| leading.contains(&(self.id, id)))
+            .unwrap_or(false)
     }
 
     fn state(&self) -> MutexGuard<'_, State<K, V>> {
@@ -213,7 +262,7 @@ where
 
     /// As [`Cache::set`], with this entry's own time to live.
     pub fn set_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        let expires_at = Instant::now() + ttl;
+        let expires_at = expiry(Instant::now(), ttl);
         let mut state = self.state();
         // Detach a running load: its (older) result must not replace ours.
         state.flights.remove(&key);
@@ -263,9 +312,12 @@ where
                 if let Some(value) = state.lookup(&key, now, first_try) {
                     return Ok(value);
                 }
-                let following = state.flights.get(&key).map(|f| f.outcome.clone());
+                let following = state.flights.get(&key).map(|f| (f.id, f.outcome.clone()));
                 match following {
-                    Some(outcome) => {
+                    Some((id, _)) if self.leading(id) => {
+                        return Err(LoadError::new(Reentrant));
+                    }
+                    Some((_, outcome)) => {
                         if first_try {
                             state.stats.coalesced += 1;
                         }
@@ -301,7 +353,15 @@ where
                     // A caller leads at most once: leading always returns
                     // (or the whole future is dropped), so `load` is unused.
                     let load = load.take().expect("a caller leads at most once");
-                    let outcome = load().await.map_err(LoadError::new);
+                    // Run the loader with this flight added to the task's
+                    // list of loads it leads, so a re-entrant call for the
+                    // same key can tell (see [`Reentrant`]).
+                    let mut leading = LEADING.try_with(Vec::clone).unwrap_or_default();
+                    leading.push((self.id, flight.id));
+                    let outcome = LEADING
+                        .scope(leading, async move { load().await })
+                        .await
+                        .map_err(LoadError::new);
                     flight.finish(&outcome, self.ttl);
                     return outcome;
                 }
@@ -331,7 +391,7 @@ impl<K: Hash + Eq + Clone, V: Clone> FlightGuard<'_, K, V> {
     /// Publishes the loader's outcome: cached on success (unless `set` or
     /// `delete` detached the flight meanwhile), sent to every follower.
     fn finish(self, outcome: &Result<V, LoadError>, ttl: Duration) {
-        let expires_at = Instant::now() + ttl;
+        let expires_at = expiry(Instant::now(), ttl);
         {
             let mut state = self.cache.state();
             if state.flights.get(self.key).is_some_and(|f| f.id == self.id) {
@@ -356,6 +416,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Drop for FlightGuard<'_, K, V> {
         let mut state = self.cache.state();
         if state.flights.get(self.key).is_some_and(|f| f.id == self.id) {
             state.flights.remove(self.key);
+        }
+        // A loader that panicked is a failed load: counted, so the panic
+        // shows in the stats as well as in the caller's task.
+        if std::thread::panicking() {
+            state.stats.load_failures += 1;
         }
     }
 }

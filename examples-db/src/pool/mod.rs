@@ -190,10 +190,22 @@ impl<'a> SlowPath<'a> {
         let started = Instant::now();
         Self {
             started,
-            timer: Box::pin(time::sleep_until(started + shared.config.acquire_timeout)),
+            timer: Box::pin(time::sleep_until(after(
+                started,
+                shared.config.acquire_timeout,
+            ))),
             _waiting: shared.counters.waiting(),
         }
     }
+}
+
+/// About 30 years: what "no deadline" means (tokio's own far future).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + wait`, checked: a wait too long for the clock (a caller's
+/// `Duration::MAX`) becomes [`FAR_FUTURE`] instead of a panic.
+fn after(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait).unwrap_or(now + FAR_FUTURE)
 }
 
 /// Everything the pool handles and the guards share.
@@ -356,6 +368,15 @@ impl<M: Manager> Pool<M> {
             let mut guard = PooledConnection::checking(Arc::clone(shared), conn);
             match shared.manager.recycle(guard.connection_mut()).await {
                 Ok(()) => {
+                    // `close()` may have run while we were checking (it
+                    // cannot take this connection: it is not idle). Look
+                    // again before handing it out: the unarmed guard then
+                    // closes the connection, lowers `in_use` and wakes
+                    // `close()`, so a closed pool never lends (issue 15.16).
+                    if shared.state().closed {
+                        drop(guard);
+                        return Err(PoolError::Closed);
+                    }
                     // From here the guard gives the permit back on Drop.
                     permit.forget();
                     guard.arm();
@@ -433,7 +454,7 @@ impl<M: Manager> Pool<M> {
     /// for checked-out connections to come back (they are closed as they
     /// do). The pool stays closed; later acquires fail at once.
     pub async fn close(&self, deadline: Duration) -> CloseReport {
-        let deadline = Instant::now() + deadline;
+        let deadline = after(Instant::now(), deadline);
         let idle = {
             let mut state = self.shared.state();
             state.closed = true;
