@@ -7,14 +7,26 @@
 //! shutdown is a `running` flag plus `sleep(1.5)` plus `cancel()`. Here:
 //!
 //! - A failed attempt (an `Err` *or a panic* in the handler, caught with
-//!   `catch_unwind`) is put back with [`PriorityQueue::requeue`] up to
+//!   `catch_unwind` around both the call to [`Handler::handle`] and the
+//!   future it returns) is put back with [`PriorityQueue::requeue`] up to
 //!   `max_retries` times, then recorded in the dead-letter list with its last
-//!   error. The [`Report`] checks `produced == completed + dead_lettered`
-//!   with the queue empty and nothing in flight.
+//!   error.
+//! - Nothing vanishes from the [`Report`]: `produced == completed +
+//!   dead_lettered + left_queued + left_in_flight` holds on every exit path
+//!   ([`Report::invariant_holds`]), a drain timeout included. "In flight" is
+//!   the processor's own count of claims taken and not yet resolved, so the
+//!   tasks of consumers aborted by the timeout stay counted there (the
+//!   queue's `Done` guards drop with the aborted tasks and would forget
+//!   them). [`Report::all_done`] adds "nothing left".
 //! - Producers finish, then `join()` waits for every task to be finished (it
 //!   returns, unlike the seed's), then `close()` ends the consumers' loops.
 //! - On shutdown the queue is closed at once: producers stop, consumers drain
 //!   what was accepted, bounded by `drain_timeout`; anything left is reported.
+//! - The monitor is stopped on every way out of [`run`]: a drop guard
+//!   cancels it on an error return and when the `run` future itself is
+//!   dropped, so `on_snapshot` is never called after `run` is over. A panic
+//!   in `on_snapshot` is caught, logged and counted
+//!   ([`Report::callback_panics`]); the run goes on.
 //! - A monitor reports depth per priority, in flight, blocked producers,
 //!   completed/failed/retried/dead-lettered and the queue-wait p50/p99 of
 //!   the last interval (HDR histograms: the tail, not just a mean).
@@ -150,15 +162,22 @@ pub struct Report {
     pub elapsed: Duration,
     /// A shutdown request cut production short.
     pub interrupted: bool,
+    /// Panics caught in the `on_snapshot` callback (the monitor carried on).
+    pub callback_panics: u64,
 }
 
 impl Report {
-    /// `produced == completed + dead_lettered`, nothing queued, nothing in flight.
+    /// The rule that holds on every exit path, a drain timeout included:
+    /// `produced == completed + dead_lettered + left_queued + left_in_flight`.
     pub fn invariant_holds(&self) -> bool {
         let c = self.counts;
-        c.produced == c.completed + c.dead_lettered
-            && self.left_queued == 0
-            && self.left_in_flight == 0
+        c.produced
+            == c.completed + c.dead_lettered + self.left_queued as u64 + self.left_in_flight as u64
+    }
+
+    /// All work done: the invariant holds with nothing queued or in flight.
+    pub fn all_done(&self) -> bool {
+        self.invariant_holds() && self.left_queued == 0 && self.left_in_flight == 0
     }
 }
 
@@ -169,6 +188,9 @@ struct Counters {
     failed: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
+    /// Claimed by a consumer and not yet completed, requeued or
+    /// dead-lettered; an aborted consumer leaves its claims counted here.
+    in_flight: AtomicU64,
 }
 
 impl Counters {
@@ -225,15 +247,21 @@ pub async fn run<H: Handler>(
         config,
     });
     let watch = Stopwatch::start();
-    let stop_monitor = CancellationToken::new();
+    // Stops the monitor on every way out of this function: the normal end,
+    // an error returned with `?`, and this future being dropped.
     let monitor = shared.config.monitor_interval.map(|every| {
-        tokio::spawn(monitor(
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(monitor(
             Arc::clone(&shared),
             every,
             watch,
-            stop_monitor.clone(),
+            stop.clone(),
             on_snapshot,
-        ))
+        ));
+        MonitorGuard {
+            _stop: stop.drop_guard(),
+            task: Some(task),
+        }
     });
 
     let mut consumers = JoinSet::new();
@@ -291,12 +319,12 @@ pub async fn run<H: Handler>(
             consumers.shutdown().await;
         }
     }
-    stop_monitor.cancel();
-    if let Some(monitor) = monitor {
-        monitor.await.context("the monitor task failed")?;
-    }
+    let callback_panics = match monitor {
+        Some(monitor) => monitor.stop().await,
+        None => 0,
+    };
 
-    let stats = shared.queue.stats();
+    let queued = shared.queue.stats().queued;
     let mut wait = LatencyRecorder::new();
     for level in &wait_by_level {
         wait.merge(level);
@@ -310,11 +338,45 @@ pub async fn run<H: Handler>(
     Ok(Report {
         counts: shared.counters.read(),
         dead_letters,
-        left_queued: stats.queued,
-        left_in_flight: stats.in_flight,
+        left_queued: queued,
+        // Our count, not the queue's: an aborted consumer's claims were
+        // dropped (finished for `join()`), but their tasks were not done.
+        left_in_flight: usize::try_from(shared.counters.in_flight.load(Relaxed))
+            .unwrap_or(usize::MAX),
         wait_by_level: wait_by_level.iter().map(LatencyRecorder::summary).collect(),
         wait: wait.summary(),
         elapsed: watch.elapsed(),
         interrupted,
+        callback_panics,
     })
+}
+
+/// The running monitor: cancels it when dropped (the `DropGuard`), or stops
+/// it and waits for it with [`MonitorGuard::stop`].
+struct MonitorGuard {
+    _stop: tokio_util::sync::DropGuard,
+    task: Option<tokio::task::JoinHandle<u64>>,
+}
+
+impl MonitorGuard {
+    /// Stops the monitor and returns how many `on_snapshot` panics it caught.
+    async fn stop(mut self) -> u64 {
+        let task = self.task.take();
+        drop(self); // cancels the token
+        match task {
+            Some(task) => task.await.unwrap_or(0),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for MonitorGuard {
+    fn drop(&mut self) {
+        // Dropped without `stop` (an error path, or `run` cancelled): the
+        // token is cancelled by `_stop`; also abort in case the monitor is
+        // inside `on_snapshot`, so it cannot call it again.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }

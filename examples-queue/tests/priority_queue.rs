@@ -1,8 +1,13 @@
 //! Behaviour of `PriorityQueue`: ordering, bounds, close/drain, join, ageing,
 //! and wake-ups under cancellation and load.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use common::testing::cancel_at_every_await;
 use examples_queue::{Closed, PriorityQueue, TryPushError};
 use tokio::time::{self, timeout};
 
@@ -285,26 +290,223 @@ async fn batches_keep_priority_and_fifo_order() {
     assert_eq!(odds, [1, 3, 5, 7, 9]);
 }
 
-/// A waiting consumer that is cancelled leaves no stale waiter count and
-/// does not swallow the next item's wake-up.
+/// A waiter picked by `notify_one` and then cancelled before it runs passes
+/// the wake-up on: the other sleeping consumer is woken and gets the item
+/// (rule 3 of the module docs), and no stale waiter count is left behind.
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_does_not_lose_a_wakeup() {
     let queue = PriorityQueue::new(4);
-    let cancelled = tokio::spawn({
-        let queue = queue.clone();
-        async move { queue.pop().await.map(|claim| claim.item) }
-    });
-    let survivor = tokio::spawn({
-        let queue = queue.clone();
-        async move { queue.pop().await.map(|claim| claim.item) }
-    });
-    tokio::task::yield_now().await;
+    let (first_waker, first_woken) = flag_waker();
+    let (second_waker, second_woken) = flag_waker();
+    let mut first = Box::pin(queue.pop());
+    let mut second = Box::pin(queue.pop());
+    assert!(
+        first
+            .as_mut()
+            .poll(&mut Context::from_waker(&first_waker))
+            .is_pending()
+    );
+    assert!(
+        second
+            .as_mut()
+            .poll(&mut Context::from_waker(&second_waker))
+            .is_pending()
+    );
     assert_eq!(queue.stats().waiting_consumers, 2);
-    cancelled.abort();
-    assert!(cancelled.await.unwrap_err().is_cancelled());
+
+    // One item, one wake-up: tokio's Notify picks the longest waiter, `first`.
+    queue.try_push(0, 7).unwrap();
+    assert!(
+        first_woken.load(Ordering::SeqCst),
+        "notify_one picked the first waiter"
+    );
+    assert!(!second_woken.load(Ordering::SeqCst));
+
+    // Cancelled after being picked, before it could take the item.
+    drop(first);
+    assert!(
+        second_woken.load(Ordering::SeqCst),
+        "the wake-up was passed on"
+    );
     assert_eq!(queue.stats().waiting_consumers, 1);
-    queue.push(0, 7).await.unwrap();
-    assert_eq!(timeout(LIMIT, survivor).await.unwrap().unwrap(), Some(7));
+    match second
+        .as_mut()
+        .poll(&mut Context::from_waker(&second_waker))
+    {
+        Poll::Ready(Some(claim)) => assert_eq!(claim.item, 7),
+        other => panic!(
+            "the survivor did not get the item: {:?}",
+            other.map(|c| c.map(|c| c.item))
+        ),
+    }
+    assert_eq!(queue.stats().waiting_consumers, 0);
+}
+
+/// A waker that records that it was woken.
+fn flag_waker() -> (Waker, Arc<AtomicBool>) {
+    struct Flag(Arc<AtomicBool>);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    (Waker::from(Arc::new(Flag(Arc::clone(&flag)))), flag)
+}
+
+/// Every item pushed is accounted for: popped by the test, or still queued.
+fn assert_accounted(queue: &PriorityQueue<u32>, pushed: usize, popped: usize) {
+    let stats = queue.stats();
+    assert_eq!(
+        stats.waiting_producers, 0,
+        "stale producer count: {stats:?}"
+    );
+    assert_eq!(
+        stats.waiting_consumers, 0,
+        "stale consumer count: {stats:?}"
+    );
+    assert_eq!(stats.queued, pushed - popped, "{stats:?}");
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+}
+
+/// push and push_many dropped at every await point (on a full queue that a
+/// helper task empties one item at a time) leave no stale waiter count,
+/// and every item is either queued once or handed back: nothing half-pushed.
+#[tokio::test(start_paused = true)]
+async fn push_and_push_many_keep_their_invariants_when_cancelled_anywhere() {
+    for many in [false, true] {
+        let state = Arc::new(std::sync::Mutex::new(
+            None::<(PriorityQueue<u32>, tokio::task::JoinHandle<usize>)>,
+        ));
+        let polls = cancel_at_every_await(
+            |_| {
+                let queue = PriorityQueue::new(2);
+                queue.try_push(0, 0).unwrap();
+                queue.try_push(0, 1).unwrap();
+                // Pops one item per 10 ms, three at most, and says how many.
+                let popper = tokio::spawn({
+                    let queue = queue.clone();
+                    async move {
+                        let mut popped = 0;
+                        while popped < 3 {
+                            time::sleep(Duration::from_millis(10)).await;
+                            match queue.pop().await {
+                                Some(_) => popped += 1,
+                                None => break,
+                            }
+                        }
+                        popped
+                    }
+                });
+                *state.lock().unwrap() = Some((queue.clone(), popper));
+                async move {
+                    if many {
+                        queue.push_many(vec![(1, 2), (1, 3)]).await.map_err(|_| ())
+                    } else {
+                        queue.push(1, 2).await.map_err(|_| ())
+                    }
+                }
+            },
+            async |_| {
+                let (queue, popper) = state.lock().unwrap().take().unwrap();
+                let before = queue.stats();
+                assert_eq!(
+                    before.waiting_producers, 0,
+                    "stale producer count: {before:?}"
+                );
+                queue.close();
+                let popped = popper.await.unwrap();
+                // The rest drains; whatever is left was pushed whole.
+                let mut left = Vec::new();
+                while let Some(claim) = queue.pop().await {
+                    left.push(claim.item);
+                }
+                let total = popped + left.len();
+                assert!(
+                    (2..=if many { 4 } else { 3 }).contains(&total),
+                    "items: popped {popped} + left {left:?}"
+                );
+                assert_eq!(queue.stats().in_flight, 0);
+                timeout(LIMIT, queue.join()).await.unwrap();
+            },
+        )
+        .await;
+        assert!(polls >= 2, "the push waited at least once ({polls})");
+    }
+}
+
+/// pop and pop_many dropped at every await point (on an empty queue that a
+/// helper fills later) leave no stale waiter count, take nothing they do
+/// not return, and the next consumer still gets every item.
+#[tokio::test(start_paused = true)]
+async fn pop_and_pop_many_keep_their_invariants_when_cancelled_anywhere() {
+    for many in [false, true] {
+        let state = Arc::new(std::sync::Mutex::new(None::<PriorityQueue<u32>>));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let polls = cancel_at_every_await(
+            |_| {
+                let queue = PriorityQueue::new(4);
+                tokio::spawn({
+                    let queue = queue.clone();
+                    async move {
+                        for i in 0..2 {
+                            time::sleep(Duration::from_millis(10)).await;
+                            queue.push(0, i).await.unwrap();
+                        }
+                    }
+                });
+                *state.lock().unwrap() = Some(queue.clone());
+                let taken = Arc::clone(&taken);
+                async move {
+                    let got = if many {
+                        let mut batch = Vec::new();
+                        queue.pop_many(2, &mut batch).await
+                    } else {
+                        usize::from(queue.pop().await.is_some())
+                    };
+                    taken.store(got, Ordering::SeqCst);
+                }
+            },
+            async |_| {
+                let queue = state.lock().unwrap().take().unwrap();
+                assert_eq!(queue.stats().waiting_consumers, 0, "{:?}", queue.stats());
+                time::sleep(Duration::from_millis(50)).await; // the helper pushed both
+                let popped = taken.swap(0, Ordering::SeqCst);
+                assert_accounted(&queue, 2, popped);
+            },
+        )
+        .await;
+        assert!(polls >= 2, "the pop waited at least once ({polls})");
+    }
+}
+
+/// join dropped at every await point leaves the unfinished count exact: a
+/// later join still waits for the held claim and returns once it is done.
+#[tokio::test(start_paused = true)]
+async fn join_keeps_its_invariants_when_cancelled_anywhere() {
+    let queue = PriorityQueue::new(4);
+    queue.push(0, 1u32).await.unwrap();
+    let claim = Arc::new(std::sync::Mutex::new(Some(queue.pop().await.unwrap())));
+    let finisher = tokio::spawn({
+        let claim = Arc::clone(&claim);
+        async move {
+            time::sleep(Duration::from_secs(1)).await;
+            claim.lock().unwrap().take();
+        }
+    });
+    let polls = cancel_at_every_await(
+        |_| queue.join(),
+        async |_| {
+            let stats = queue.stats();
+            let held = claim.lock().unwrap().is_some();
+            assert_eq!(stats.in_flight, usize::from(held), "{stats:?}");
+        },
+    )
+    .await;
+    assert!(polls >= 1);
+    finisher.await.unwrap();
+    timeout(LIMIT, queue.join()).await.unwrap();
+    assert_eq!(queue.stats().in_flight, 0);
 }
 
 /// Many producers and consumers on a multi-threaded runtime, singles and

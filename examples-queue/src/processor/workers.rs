@@ -81,6 +81,11 @@ pub(super) async fn consume<H: Handler>(
         .await
         > 0
     {
+        // Counted before any await: an abort from here on leaves them in flight.
+        shared
+            .counters
+            .in_flight
+            .fetch_add(claims.len() as u64, Relaxed);
         let now = Instant::now();
         {
             // Our own window recorder: only the monitor ever contends for it.
@@ -108,31 +113,33 @@ pub(super) async fn consume<H: Handler>(
 /// returns sees final counts.
 async fn attempt<H: Handler>(shared: &Shared<H>, mut claim: Claim<Task>) {
     // AssertUnwindSafe: after a panic we only read the task, which the
-    // handler saw by shared reference, and count the failure.
-    let outcome = AssertUnwindSafe(shared.handler.handle(&claim.item))
-        .catch_unwind()
-        .await;
+    // handler saw by shared reference, and count the failure. Two catches:
+    // `handle` itself may panic before it returns its future, and the
+    // future may panic when polled.
+    let outcome =
+        match std::panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(&claim.item))) {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+    let counters = &shared.counters;
     let error = match outcome {
         Ok(Ok(())) => {
-            shared.counters.completed.fetch_add(1, Relaxed);
+            counters.completed.fetch_add(1, Relaxed);
+            counters.in_flight.fetch_sub(1, Relaxed);
             return;
         }
         Ok(Err(err)) => format!("{err:#}"),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".to_owned());
-            format!("handler panicked: {message}")
-        }
+        Err(panic) => format!("handler panicked: {}", panic_message(panic.as_ref())),
     };
     shared.counters.failed.fetch_add(1, Relaxed);
     claim.item.failures += 1;
     if claim.item.failures <= shared.config.max_retries {
         tracing::debug!(task = claim.item.id, failures = claim.item.failures, %error, "retrying");
         shared.counters.retried.fetch_add(1, Relaxed);
+        // Queued again before it stops counting in flight: the final report
+        // can only see it twice for an instant, never in neither.
         shared.queue.requeue(claim);
+        shared.counters.in_flight.fetch_sub(1, Relaxed);
     } else {
         tracing::debug!(task = claim.item.id, failures = claim.item.failures, %error, "dead-lettered");
         let letter = DeadLetter {
@@ -145,24 +152,36 @@ async fn attempt<H: Handler>(shared: &Shared<H>, mut claim: Claim<Task>) {
             .unwrap_or_else(PoisonError::into_inner)
             .push(letter);
         shared.counters.dead_lettered.fetch_add(1, Relaxed);
+        shared.counters.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
-/// Calls `on_snapshot` every `every` until `stop` is cancelled.
+/// The text of a panic payload (`&str` or `String`, as `panic!` makes).
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}
+
+/// Calls `on_snapshot` every `every` until `stop` is cancelled; returns
+/// how many of those calls panicked (each is logged, and the monitor goes on).
 pub(super) async fn monitor<H: Handler>(
     shared: Arc<Shared<H>>,
     every: Duration,
     watch: Stopwatch,
     stop: CancellationToken,
     mut on_snapshot: impl FnMut(&Snapshot),
-) {
+) -> u64 {
+    let mut panics = 0;
     let mut ticker = tokio::time::interval(every);
     // A late tick (busy runtime) shifts the schedule instead of bursting.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return panics,
             _ = ticker.tick() => {}
         }
         let mut window = LatencyRecorder::new();
@@ -175,12 +194,18 @@ pub(super) async fn monitor<H: Handler>(
             );
             window.merge(&part);
         }
-        on_snapshot(&Snapshot {
+        let snapshot = Snapshot {
             elapsed: watch.elapsed(),
             queue: shared.queue.stats(),
             counts: shared.counters.read(),
             wait: window.summary(),
-        });
+        };
+        // AssertUnwindSafe: the callback is the caller's; after a panic we
+        // call it again as the caller's own state allows (documented).
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| on_snapshot(&snapshot))) {
+            panics += 1;
+            tracing::error!("on_snapshot panicked: {}", panic_message(panic.as_ref()));
+        }
     }
 }
 
