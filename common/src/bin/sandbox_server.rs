@@ -97,6 +97,11 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         "  GET {:<40} WebSocket echo (?drop_after=N&ignore_pings=1)",
         sandbox.ws_url("/ws/echo")
     ));
+    say("hostile catalogue (a misbehaving server; one request per connection):".to_owned());
+    for (mode, what) in common::sandbox::HOSTILE_MODES {
+        let url = sandbox.url(&format!("/hostile/{mode}"));
+        say(format!("  GET {url:<40} {}", what.replace('`', "")));
+    }
     say("Ctrl-C to stop".to_owned());
 
     stop.cancelled().await;

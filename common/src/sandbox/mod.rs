@@ -15,6 +15,44 @@
 //! | `GET /flaky` | `?fail_rate=&hang_rate=&hang_ms=&seed=&retry_after=`: seeded 500/503 and hung responses |
 //! | `GET /api/users/{name}` | a GitHub-like user; the sandbox's own rate limit answers 429 + Retry-After; `?malformed=1` sends broken JSON |
 //! | `GET /ws/echo` | WebSocket echo; `?drop_after=N` drops after N echoes (`&drop_mode=close` sends Close 1012 instead of cutting the TCP stream); `?ignore_pings=1` goes silent (a half-open peer) |
+//! | `/hostile/{mode}` | a misbehaving server, one mode per path (below) |
+//!
+//! ## The hostile catalogue
+//!
+//! `/hostile/{mode}` answers the way a broken or malicious server would, so
+//! every client can be tested against it (issue 14). It is served on the
+//! same port by a raw writer (see [`hostile`](self::hostile) for how), one
+//! request per connection. Every mode is bounded on the server side and
+//! ends at [`Sandbox::shutdown`]. `?bytes=N` defaults to 1000.
+//!
+//! | mode | behaviour |
+//! |---|---|
+//! | `garbage-status` | `HTTP/1.1 two-hundred OKish`: a status line that is not HTTP, then close |
+//! | `close-mid-headers` | a status line and half a header, then close |
+//! | `slow-body` | 200, Content-Length N (`?bytes=N`, at most 86400), one byte per second |
+//! | `short-body-close` | Content-Length N, only N/2 bytes, then close |
+//! | `short-body-hang` | Content-Length N, only N/2 bytes, then the connection stays open silently |
+//! | `endless-chunked` | 200 chunked; the body never ends |
+//! | `endless-length` | 200 with Content-Length 1 PiB; the body never ends |
+//! | `huge-headers` | one 1 MiB header (`X-Huge`), then a 2-byte body |
+//! | `endless-headers` | a status line, then header lines forever |
+//! | `gzip-bomb` | `Content-Encoding: gzip`, ~1 MiB on the wire inflating to 1 GiB of zeros (valid gzip) |
+//! | `retry-after-max` | 429 with `Retry-After: 18446744073709551615` and a small JSON body; `?status=503` for 503 |
+//! | `retry-after-huge` | the same with `Retry-After: 999999999` |
+//! | `retry-after-past-date` | the same with `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT` |
+//! | `retry-after-garbage` | the same with `Retry-After: soon, maybe` |
+//! | `retry-after-negative` | the same with `Retry-After: -5` |
+//! | `redirect-loop` | 302 to itself, forever |
+//! | `bad-range` | N bytes (`?bytes=N`, N >= 16); any satisfiable Range gets a 206 whose Content-Range starts 7 bytes off the requested start |
+//! | `changing` | N bytes whose content ([`changing_byte`]) and ETag (`"v<k>"`) change on every request; Range honoured, If-Range that does not name the current ETag gives the full 200 |
+//! | `no-length-cut` | 200 with neither Content-Length nor chunking: N bytes, then a clean close (HTTP/1.1 cannot tell this truncation from the end) |
+//! | `hang` | reads the request, never answers (until the client closes) |
+//!
+//! A `/hostile/` request on a keep-alive connection that already served a
+//! normal endpoint gets a `307` to itself with `Connection: close`, so a
+//! redirect-following client meets the mode on a fresh connection. The
+//! catalogue is served only by [`Sandbox::start`]/[`Sandbox::serve`], not by
+//! the bare [`app`] router.
 //!
 //! "Deterministic" means: the same request sequence gets the same answers.
 //! Seeded randomness comes from a counter per seed, so the n-th `/flaky`
@@ -27,6 +65,7 @@
 mod api;
 mod bytes;
 mod flaky;
+pub mod hostile;
 mod ws;
 
 use std::io;
@@ -41,8 +80,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use self::bytes::{pattern, pattern_byte};
+pub use self::hostile::{HOSTILE_MODES, changing_byte, gzip_bomb};
 
 /// Longest delay any endpoint will sleep for (`/delay`, `hang_ms`, chunk delays).
 pub const MAX_DELAY: Duration = Duration::from_secs(600);
@@ -112,6 +153,10 @@ struct AppState {
     flaky_sequences: flaky::Sequences,
     /// Cancelled on shutdown so sleeping handlers and open sockets end promptly.
     shutdown: CancellationToken,
+    /// The catalogue's shared state.
+    hostile: hostile::HostileState,
+    /// Connection classifiers and hostile connections, awaited at shutdown.
+    tasks: TaskTracker,
 }
 
 type SharedState = Arc<AppState>;
@@ -129,6 +174,8 @@ fn new_state(config: SandboxConfig, shutdown: CancellationToken) -> SharedState 
         counters: Counters::default(),
         flaky_sequences: flaky::Sequences::default(),
         shutdown,
+        hostile: hostile::HostileState::default(),
+        tasks: TaskTracker::new(),
     })
 }
 
@@ -142,6 +189,10 @@ fn app_with_state(state: SharedState) -> Router {
         .route("/flaky", get(flaky::flaky))
         .route("/api/users/{name}", get(api::user))
         .route("/ws/echo", get(ws::echo))
+        .route(
+            "/hostile/{*rest}",
+            axum::routing::any(hostile::reused_connection),
+        )
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 counting.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +228,7 @@ impl Sandbox {
         let state = new_state(config, CancellationToken::new());
         let router = app_with_state(state.clone());
         let stop = state.shutdown.clone().cancelled_owned();
+        let listener = hostile::SplitListener::new(listener, state.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(stop)
@@ -224,7 +276,17 @@ impl Sandbox {
         let Some(mut server) = self.server.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let served = tokio::time::timeout_at(deadline, &mut server).await;
+        // Hostile connections and classifiers watch the same token.
+        self.state.tasks.close();
+        if tokio::time::timeout_at(deadline, self.state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sandbox hostile connections outlived the drain");
+        }
+        match served {
             Ok(Ok(result)) => result,
             Ok(Err(join_err)) => Err(io::Error::other(join_err)),
             Err(_elapsed) => {
