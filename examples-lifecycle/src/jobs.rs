@@ -36,8 +36,8 @@ mod http;
 mod journal;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,6 +47,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use journal::Journal;
+
+pub use crate::shutdown::{ConnectionCounters, Unfinished};
 
 /// How the service is sized.
 #[derive(Debug, Clone)]
@@ -85,12 +87,9 @@ pub struct JobResult {
 
 /// Counters read by `/stats` and by the shutdown phases. Relaxed atomics:
 /// each is an independent tally, no ordering between them is relied on.
+/// (Connections are counted by the listener: [`ConnectionCounters`].)
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// TCP connections accepted since start.
-    pub connections_accepted: AtomicU64,
-    /// TCP connections currently open.
-    pub connections_open: AtomicU64,
     /// `/jobs` requests whose handler is running.
     pub requests_in_flight: AtomicU64,
     /// `/jobs` requests answered (any status).
@@ -138,19 +137,17 @@ struct Job {
 #[derive(Debug, Clone)]
 struct AppState {
     queue_tx: mpsc::Sender<Job>,
-    accepting: Arc<AtomicBool>,
+    // RwLock, not an AtomicBool (issue 15.20): `enqueue` holds the read
+    // guard from the check to the `try_send`, and `close_queue` takes the
+    // write guard, so once `close_queue` returns no submission can still
+    // land in the queue. An atomic check-then-send left a window in which
+    // a job arrived after the workers had exited and was never run or
+    // reported. std RwLock: never held across an .await.
+    accepting: Arc<RwLock<bool>>,
+    connections: Arc<ConnectionCounters>,
     next_id: Arc<AtomicU64>,
     counters: Arc<Counters>,
     max_work: Duration,
-}
-
-/// Jobs that were accepted but not finished when the workers were aborted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Unfinished {
-    /// Jobs a worker held when it was aborted.
-    pub in_progress: Vec<u64>,
-    /// Jobs still queued, never started.
-    pub queued: Vec<u64>,
 }
 
 /// The running service: handlers' shared state, the workers, the journal.
@@ -174,7 +171,8 @@ impl JobService {
         let mut service = Self {
             state: AppState {
                 queue_tx,
-                accepting: Arc::new(AtomicBool::new(true)),
+                accepting: Arc::new(RwLock::new(true)),
+                connections: Arc::default(),
                 next_id: Arc::new(AtomicU64::new(1)),
                 counters: Arc::default(),
                 max_work: config.max_work,
@@ -197,14 +195,27 @@ impl JobService {
         http::router(self.state.clone())
     }
 
-    /// The shared counters (also updated by the intake listener).
+    /// The job counters.
     pub fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.state.counters)
+    }
+
+    /// The connection counters the intake listener keeps (shown by `/stats`).
+    pub fn connections(&self) -> Arc<ConnectionCounters> {
+        Arc::clone(&self.state.connections)
     }
 
     /// A snapshot of the counters and the queue depth.
     pub fn stats(&self) -> Stats {
         http::snapshot(&self.state)
+    }
+
+    /// Enqueues a fire-and-forget job (as `POST /jobs` without `wait`);
+    /// returns its id, or an error when the queue is full or closed.
+    pub fn submit(&self, request: JobRequest) -> anyhow::Result<u64> {
+        let work = Duration::from_millis(request.work_ms).min(self.state.max_work);
+        http::enqueue(&self.state, Work::For(work), request.payload, None)
+            .map_err(|status| anyhow::anyhow!("job refused: {status}"))
     }
 
     /// Enqueues a job whose downstream never answers; returns its id.
@@ -216,7 +227,13 @@ impl JobService {
     /// Stops taking submissions and lets workers finish what is queued, then
     /// exit. Call once the HTTP server has drained.
     pub fn close_queue(&self) {
-        self.state.accepting.store(false, Ordering::Relaxed);
+        // The write guard waits out any `enqueue` between its check and
+        // its send: after this line every submission is refused.
+        *self
+            .state
+            .accepting
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = false;
         self.queue_closed.cancel();
     }
 
@@ -234,7 +251,10 @@ impl JobService {
         }
     }
 
-    /// Aborts the workers and reports every accepted job not finished.
+    /// Aborts the workers and reports every accepted job not finished:
+    /// held by an aborted worker, or still queued. After a clean
+    /// [`JobService::join_workers`] it aborts nothing and must find
+    /// nothing; anything it does find is reported, never silently lost.
     pub async fn abort_workers(&mut self) -> Unfinished {
         self.workers.abort_all();
         self.join_workers().await;
@@ -326,5 +346,49 @@ async fn run_job(worker: usize, job: &Job) -> JobResult {
         worker,
         work_ms,
         digest: format!("{digest:016x}"),
+    }
+}
+
+/// The job service under [`serve_until`](crate::shutdown::serve_until):
+/// refuse submissions, let the workers finish the queue, close the journal.
+impl crate::shutdown::Drain for JobService {
+    fn router(&self) -> Router {
+        JobService::router(self)
+    }
+
+    fn connections(&self) -> Arc<ConnectionCounters> {
+        JobService::connections(self)
+    }
+
+    fn work(&self) -> crate::shutdown::WorkStats {
+        let stats = self.stats();
+        crate::shutdown::WorkStats {
+            requests_in_flight: stats.requests_in_flight,
+            requests_answered: stats.requests_answered,
+            queued: stats.jobs_queued,
+            // Relaxed counters read one by one can be momentarily
+            // inconsistent: saturate rather than underflow.
+            in_progress: stats
+                .jobs_accepted
+                .saturating_sub(stats.jobs_finished)
+                .saturating_sub(stats.jobs_queued),
+            finished: stats.jobs_finished,
+        }
+    }
+
+    fn stop_work_intake(&mut self) {
+        self.close_queue();
+    }
+
+    fn finish_work(&mut self) -> impl Future<Output = ()> + Send {
+        self.join_workers()
+    }
+
+    fn abort_work(&mut self) -> impl Future<Output = Unfinished> + Send {
+        self.abort_workers()
+    }
+
+    async fn close(self) -> anyhow::Result<u64> {
+        Ok(self.close_journal().await?)
     }
 }

@@ -43,38 +43,114 @@ mod listener;
 mod report;
 
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::JobService;
-
-pub use listener::IntakeListener;
+pub use listener::{ConnectionCounters, CountedStream, FIRST_READ_WAIT, IntakeListener};
 pub use report::{Closed, Drained, IntakeStopped, Phase, ShutdownReport};
 
 /// How long closing resources may take, on top of the grace period: it must
 /// run even after the grace period expired, or the journal is lost too.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a grace too large for the clock (`Duration::MAX`) becomes: a
+/// century, which no `Instant` on a 64-bit clock overflows.
+const NO_DEADLINE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Accepted units of work that were not finished, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unfinished {
+    /// Work in hand when it was aborted.
+    pub in_progress: Vec<u64>,
+    /// Work accepted but never started.
+    pub queued: Vec<u64>,
+}
+
+impl Unfinished {
+    /// Nothing was lost.
+    pub fn is_empty(&self) -> bool {
+        self.in_progress.is_empty() && self.queued.is_empty()
+    }
+}
+
+/// A service's own work counts, as each phase reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkStats {
+    /// Requests whose handler is running.
+    pub requests_in_flight: u64,
+    /// Requests answered over the service's life (any status).
+    pub requests_answered: u64,
+    /// Units of work accepted, not yet started.
+    pub queued: u64,
+    /// Units of work being done.
+    pub in_progress: u64,
+    /// Units of work finished over the service's life.
+    pub finished: u64,
+}
+
+/// What [`serve_until`] needs from a service: its routes, its counts, and
+/// a hook for each shutdown phase. The demo's `JobService` is one; any
+/// service with a queue (or none) and a resource to close can be another.
+pub trait Drain: Send + 'static {
+    /// The HTTP routes.
+    fn router(&self) -> axum::Router;
+    /// The connection counters the listener keeps (shared, e.g. for `/stats`).
+    fn connections(&self) -> Arc<ConnectionCounters>;
+    /// The service's work counts now.
+    fn work(&self) -> WorkStats;
+    /// Phase 2, once the HTTP side drained (or timed out): refuse new work.
+    /// After this returns no submission may be accepted any more.
+    fn stop_work_intake(&mut self);
+    /// Waits until all accepted work is done. Cancel-safe: it is dropped
+    /// when the grace deadline passes.
+    fn finish_work(&mut self) -> impl Future<Output = ()> + Send;
+    /// Aborts whatever still runs and lists every accepted unit of work not
+    /// finished. Called after `finish_work` too, so nothing that slipped in
+    /// is lost unreported.
+    fn abort_work(&mut self) -> impl Future<Output = Unfinished> + Send;
+    /// Phase 3: closes resources (flush, sync); returns records written.
+    fn close(self) -> impl Future<Output = anyhow::Result<u64>> + Send;
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then shuts down
 /// in phases within `grace`, calling `on_phase` as each phase completes.
 ///
 /// Returns an error only if the server stops on its own before `shutdown`.
-pub async fn serve_until(
+pub async fn serve_until<S: Drain>(
     listener: TcpListener,
-    mut service: JobService,
+    mut service: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     mut on_phase: impl FnMut(&Phase),
 ) -> anyhow::Result<ShutdownReport> {
-    let (closed_tx, closed_rx) = oneshot::channel();
-    let listener = IntakeListener::new(listener, service.counters(), closed_tx);
+    let connections = service.connections();
     let stop_intake = CancellationToken::new();
+    let listener_closed = CancellationToken::new();
+    let listener = IntakeListener::new(
+        listener,
+        Arc::clone(&connections),
+        stop_intake.clone(),
+        listener_closed.clone(),
+    );
+    // axum's graceful shutdown starts only once the listener has handed
+    // over its backlog and closed, and every connection has read its
+    // request (see `listener`): hyper drops a connection told to stop
+    // before its first read, which would reset a request already sent.
+    let gate = {
+        let (closed, connections) = (listener_closed.clone(), Arc::clone(&connections));
+        async move {
+            closed.cancelled().await;
+            connections.first_reads(FIRST_READ_WAIT).await;
+        }
+    };
     let server = axum::serve(listener, service.router())
-        .with_graceful_shutdown(stop_intake.clone().cancelled_owned())
+        .with_graceful_shutdown(gate)
         .into_future();
     // Spawned so it keeps serving while this function waits on `shutdown`,
     // and so it can be aborted if the drain overruns.
@@ -85,29 +161,28 @@ pub async fn serve_until(
         ended = &mut server => anyhow::bail!("server stopped on its own: {ended:?}"),
     }
     let started = Instant::now();
-    let deadline = started + grace;
-    let before = service.stats();
+    // A flag-parsed grace is at most 7 days; a library caller's
+    // Duration::MAX means "no deadline", not an overflow panic.
+    let deadline = started
+        .checked_add(grace)
+        .unwrap_or_else(|| started + NO_DEADLINE);
+    let before = service.work();
 
-    // Phase 1: stop intake. Err from the oneshot or the timeout would mean
-    // the listener was not dropped in time; the report says so.
+    // Phase 1: stop intake; the listener drains its backlog, then closes.
     stop_intake.cancel();
-    let listener_closed = matches!(
-        tokio::time::timeout_at(deadline, closed_rx).await,
-        Ok(Ok(()))
-    );
-    let at_close = service.stats();
+    let listener_closed = tokio::time::timeout_at(deadline, listener_closed.cancelled())
+        .await
+        .is_ok();
+    let at_close = service.work();
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     let intake = IntakeStopped {
         listener_closed,
-        connections_accepted: at_close.connections_accepted,
-        connections_open: at_close.connections_open,
+        connections_accepted: load(&connections.accepted),
+        connections_open: load(&connections.open),
+        connections_from_backlog: load(&connections.from_backlog),
         requests_in_flight: at_close.requests_in_flight,
-        jobs_queued: at_close.jobs_queued,
-        // Relaxed counters read one by one can be momentarily inconsistent:
-        // saturate rather than underflow.
-        jobs_in_progress: at_close
-            .jobs_accepted
-            .saturating_sub(at_close.jobs_finished)
-            .saturating_sub(at_close.jobs_queued),
+        jobs_queued: at_close.queued,
+        jobs_in_progress: at_close.in_progress,
     };
     on_phase(&Phase::IntakeStopped(intake.clone()));
 
@@ -119,39 +194,38 @@ pub async fn serve_until(
         // process. Their clients get no answer: that is the deadline's price.
         server.abort();
     }
-    service.close_queue();
-    let workers_done = tokio::time::timeout_at(deadline, service.join_workers())
+    service.stop_work_intake();
+    let workers_done = tokio::time::timeout_at(deadline, service.finish_work())
         .await
         .is_ok();
-    let unfinished = if workers_done {
-        Default::default()
-    } else {
-        service.abort_workers().await
-    };
-    let after = service.stats();
+    // Always: after a clean finish it must find nothing, and if something
+    // slipped in anyway it is reported rather than lost (issue 15.20).
+    let unfinished = service.abort_work().await;
+    let after = service.work();
     let drained = Drained {
         elapsed: started.elapsed(),
         requests_answered: after.requests_answered - before.requests_answered,
         requests_answered_total: after.requests_answered,
-        jobs_finished: after.jobs_finished - before.jobs_finished,
+        jobs_finished: after.finished - before.finished,
         connections_abandoned: if http_drained {
             0
         } else {
-            after.connections_open
+            load(&connections.open)
         },
+        connections_closed_unread: load(&connections.closed_unread),
         unfinished,
     };
     on_phase(&Phase::Drained(drained.clone()));
 
     // Phase 3: close resources, in dependency order (workers are gone).
-    let closed = match tokio::time::timeout(CLOSE_TIMEOUT, service.close_journal()).await {
+    let closed = match tokio::time::timeout(CLOSE_TIMEOUT, service.close()).await {
         Ok(Ok(records)) => Closed {
             journal_records: records,
             journal_error: None,
         },
         Ok(Err(err)) => Closed {
             journal_records: 0,
-            journal_error: Some(format!("journal: {err}")),
+            journal_error: Some(format!("journal: {err:#}")),
         },
         Err(_) => Closed {
             journal_records: 0,
@@ -161,8 +235,11 @@ pub async fn serve_until(
     on_phase(&Phase::Closed(closed.clone()));
 
     Ok(ShutdownReport {
+        deadline_expired: !(http_drained
+            && workers_done
+            && listener_closed
+            && drained.unfinished.is_empty()),
         intake,
-        deadline_expired: !(http_drained && workers_done && listener_closed),
         drained,
         closed,
         grace,

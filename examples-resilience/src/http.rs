@@ -15,13 +15,35 @@
 //!   a 404 is the caller's problem and must not open the circuit.
 //!
 //! Retrying is only safe for idempotent requests; both demos send GETs.
+//!
+//! Hostile servers (issue 14) this module defends against, and how:
+//!
+//! - **A huge or malformed `Retry-After`** (`18446744073709551615`,
+//!   `999999999`, `-1`, garbage, a past HTTP-date): parsed by
+//!   [`common::retry_after::parse_bytes`] with checked arithmetic (both
+//!   forms; malformed means absent, a past date means zero); the retry
+//!   loop then clamps it and gives up at once if it is longer than the
+//!   deadline leaves ([`GiveUp::RetryAfterTooLong`](crate::retry::GiveUp)).
+//! - **An endless or enormous body** (chunked or with a length, a gzip
+//!   bomb: the client does not decompress): the body is read chunk by chunk
+//!   and counted; past `max_body` bytes (or a `Content-Length` above it)
+//!   the request fails with [`HttpError::TooLarge`] before buffering more.
+//! - **A server that hangs or trickles** (no answer, 1 byte/s): the
+//!   client's total timeout covers connect, headers *and* body, and the
+//!   retry loop's deadline cuts the attempt around it.
+//! - **Garbage instead of HTTP, a close mid-headers**: reqwest reports them
+//!   as connection errors, retried like any broken connection.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 
 use crate::retry::Decision;
+
+/// The default response-body cap (`--max-body`): 4 MiB, generous for the
+/// JSON these demos read, small enough that a hostile body cannot matter.
+pub const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +53,8 @@ pub enum HttpError {
     Status {
         /// The status code.
         status: StatusCode,
-        /// `Retry-After` in delta-seconds form, if sent (the HTTP-date form
-        /// is not parsed and falls back to our own backoff).
+        /// `Retry-After`, if sent and well-formed (either form), as the
+        /// server's raw demand: the retry loop clamps it.
         retry_after: Option<Duration>,
     },
     /// The request (or reading the body) took longer than the client timeout.
@@ -41,6 +63,17 @@ pub enum HttpError {
     /// No connection, or it broke before a full answer.
     #[error("connection failed")]
     Connect(#[source] reqwest::Error),
+    /// The body is longer than the cap (announced or counted): reading
+    /// stopped there, nothing more was buffered.
+    #[error("response body larger than the {limit}-byte limit (--max-body)")]
+    TooLarge {
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The body is not the JSON we expected. Retrying the same request
+    /// would fail the same way.
+    #[error("malformed JSON body")]
+    Json(#[source] serde_json::Error),
     /// Anything else: a malformed URL, an undecodable body. Retrying the
     /// same request would fail the same way.
     #[error("request failed")]
@@ -82,7 +115,8 @@ impl HttpError {
                 // permanent answers from a healthy server.
                 _ => Decision::Stop,
             },
-            HttpError::Other(_) => Decision::Stop,
+            // The same request gets the same oversized or malformed body.
+            HttpError::TooLarge { .. } | HttpError::Json(_) | HttpError::Other(_) => Decision::Stop,
         }
     }
 
@@ -95,28 +129,47 @@ impl HttpError {
             HttpError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
+            // An endless body or garbage where JSON was promised: the
+            // server is broken, and calling it less is the right answer.
+            HttpError::TooLarge { .. } | HttpError::Json(_) => true,
             HttpError::Other(_) => false,
         }
     }
 }
 
-/// GETs `url` and returns its JSON body, or a classified error.
-pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, HttpError> {
-    let response = client.get(url).send().await?;
+/// GETs `url` and returns its JSON body (at most `max_body` bytes), or a
+/// classified error.
+pub async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    max_body: u64,
+) -> Result<serde_json::Value, HttpError> {
+    let mut response = client.get(url).send().await?;
     let status = response.status();
     if !status.is_success() {
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| common::retry_after::parse_bytes(v.as_bytes(), SystemTime::now()));
         return Err(HttpError::Status {
             status,
             retry_after,
         });
     }
-    Ok(response.json().await?)
+    // A length above the cap fails before a byte of the body is read.
+    if response.content_length().is_some_and(|len| len > max_body) {
+        return Err(HttpError::TooLarge { limit: max_body });
+    }
+    // Chunk by chunk, counted: `response.json()` would buffer an endless
+    // body until memory runs out (1.8 GB in the issue's run).
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() as u64).saturating_add(chunk.len() as u64) > max_body {
+            return Err(HttpError::TooLarge { limit: max_body });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(HttpError::Json)
 }
 
 /// Builds the demos' client: a per-request timeout so a hung server
@@ -158,7 +211,7 @@ impl Target {
             anyhow::bail!("invalid --url {url:?}: expected http://host[:port]");
         }
         let base = url.trim_end_matches('/').to_owned();
-        get_json(client, &format!("{base}/health"))
+        get_json(client, &format!("{base}/health"), DEFAULT_MAX_BODY)
             .await
             .with_context(|| format!("cannot reach {base}/health"))?;
         Ok(Self {

@@ -412,13 +412,13 @@ async fn against_the_sandbox_the_open_circuit_spares_the_server() {
         .with_classifier(HttpError::is_server_fault);
     let not_found = sandbox.url("/status/404");
     breaker
-        .call(|| http::get_json(&client, &not_found))
+        .call(|| http::get_json(&client, &not_found, http::DEFAULT_MAX_BODY))
         .await
         .unwrap_err();
     let url = sandbox.url("/flaky?fail_rate=1&seed=1");
     for _ in 0..3 {
         let err = breaker
-            .call(|| http::get_json(&client, &url))
+            .call(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
             .await
             .unwrap_err();
         assert!(
@@ -427,7 +427,7 @@ async fn against_the_sandbox_the_open_circuit_spares_the_server() {
         );
     }
     let err = breaker
-        .call(|| http::get_json(&client, &url))
+        .call(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Open(_)), "{err}");
@@ -436,4 +436,91 @@ async fn against_the_sandbox_the_open_circuit_spares_the_server() {
         4,
         "one 404 and three 5xx; the fifth call was spared"
     );
+}
+
+/// Issue 15.14: re-entering half-open must not forget probes of the
+/// previous spell that are still running. With K = 2: probe A fails fast
+/// (reopens), probe B hangs on; after the next cool-down only one new
+/// probe may join B, never two.
+#[tokio::test(start_paused = true)]
+async fn probes_from_an_earlier_half_open_spell_still_hold_their_permits() {
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        half_open_probes: 2,
+        success_threshold: 5,
+        ..config(1)
+    })
+    .unwrap();
+    let running = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let probe = |d: Duration, ok: bool| {
+        let (breaker, running, peak) = (breaker.clone(), running.clone(), peak.clone());
+        async move {
+            breaker
+                .call(|| async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    time::sleep(d).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if ok { Ok(()) } else { Err("boom") }
+                })
+                .await
+        }
+    };
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(30)).await;
+    let slow_b = tokio::spawn(probe(secs(100), true));
+    let fast_a = tokio::spawn(probe(secs(1), false));
+    assert_eq!(fast_a.await.unwrap(), Err(CallError::Failed("boom")));
+    assert_eq!(breaker.state(), State::Open);
+    time::advance(secs(30)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    let late: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(probe(secs(10), true)))
+        .collect();
+    let mut admitted = 0;
+    for call in late {
+        if call.await.unwrap().is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 1, "only one permit was free");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "never more than K probes at once"
+    );
+    slow_b.abort();
+}
+
+/// Issue 15.15: a panicking operation counts as a failure (it trips the
+/// breaker) and the panic reaches the caller unchanged.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_operation_counts_as_a_failure_and_the_panic_goes_on() {
+    let breaker = CircuitBreaker::new(config(2)).unwrap();
+    for _ in 0..2 {
+        let b = breaker.clone();
+        let joined = tokio::spawn(async move {
+            b.call(|| async { panic!("op exploded") as Result<(), &str> })
+                .await
+        })
+        .await;
+        let payload = joined.unwrap_err().into_panic();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"op exploded"));
+    }
+    assert_eq!(breaker.state(), State::Open);
+    let (metrics, _) = breaker.metrics();
+    assert_eq!(
+        (metrics.failures, metrics.panics, metrics.cancelled),
+        (2, 2, 0)
+    );
+    // A panic while *building* the future counts the same way.
+    let b = CircuitBreaker::new(config(1)).unwrap();
+    let b2 = b.clone();
+    let joined = tokio::spawn(async move {
+        b2.call(|| -> std::future::Ready<Result<(), &str>> { panic!("before the future") })
+            .await
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(b.state(), State::Open);
 }

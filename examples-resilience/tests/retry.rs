@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use examples_resilience::http::{self, HttpError};
 use examples_resilience::retry::{
-    Backoff, Decision, GiveUp, Jitter, Retry, RetryNotice, RetryPolicy,
+    Backoff, Decision, GiveUp, Jitter, Retry, RetryNotice, RetryPolicy, TooLong,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -29,6 +29,7 @@ fn policy(max_attempts: u32, jitter: Jitter, deadline: Option<Duration>) -> Retr
             jitter,
         },
         deadline,
+        ..RetryPolicy::default()
     }
 }
 
@@ -311,18 +312,21 @@ async fn retries_the_sandbox_until_it_answers_and_stops_on_404() {
             base: ms(1),
             ..Backoff::default()
         },
-        deadline: None,
+        ..RetryPolicy::default()
     };
     let retry = Retry::new(policy, HttpError::retry_decision);
 
     let url = sandbox.url("/flaky?fail_rate=0.6&seed=129");
-    let ok = retry.run(|| http::get_json(&client, &url)).await.unwrap();
+    let ok = retry
+        .run(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
+        .await
+        .unwrap();
     assert_eq!(ok.stats.attempts, 3);
     assert_eq!(ok.value["n"], 2);
 
     let url = sandbox.url("/status/404");
     let err = retry
-        .run(|| http::get_json(&client, &url))
+        .run(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
         .await
         .unwrap_err();
     assert_eq!((err.reason, err.stats.attempts), (GiveUp::NotRetryable, 1));
@@ -334,4 +338,62 @@ async fn retries_the_sandbox_until_it_answers_and_stops_on_404() {
         })
     ));
     assert_eq!(sandbox.stats().requests, 4);
+}
+
+/// Issue 14: `Retry-After: 18446744073709551615` on a 503 with a deadline
+/// set used to panic (`now + delay` overflowed). It must give up at once.
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_with_a_deadline_gives_up_at_once_naming_the_demand() {
+    let huge = Duration::from_secs(u64::MAX);
+    let retry = Retry::new(
+        policy(5, Jitter::None, Some(Duration::from_secs(10))),
+        always(Decision::RetryAfter(huge)),
+    );
+    let start = Instant::now();
+    let err = retry
+        .run(|| async { Err::<(), _>("503") })
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO, "no sleep at all");
+    assert_eq!(err.stats.attempts, 1);
+    check_too_long(&err, huge, Duration::from_secs(10));
+}
+
+/// Issue 14: `Retry-After: 999999999` without a deadline used to sleep the
+/// whole demand (31 years); it is clamped to the policy's maximum.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_longer_than_the_clamp_sleeps_only_the_clamp() {
+    let retry = Retry::new(
+        policy(2, Jitter::None, None),
+        always(Decision::RetryAfter(Duration::from_secs(999_999_999))),
+    );
+    assert_eq!(gaps(&retry).await, [common::retry_after::DEFAULT_MAX]);
+}
+
+/// A deadline of `Duration::MAX` (a library caller's "no limit") must not
+/// overflow `Instant + Duration`.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_of_duration_max_means_no_deadline() {
+    let retry = Retry::new(
+        policy(3, Jitter::None, Some(Duration::MAX)),
+        always(Decision::Retry),
+    );
+    assert_eq!(gaps(&retry).await, [ms(100), ms(200)]);
+}
+
+fn check_too_long<E: std::fmt::Display>(
+    err: &examples_resilience::retry::RetryError<E>,
+    demanded: Duration,
+    remaining: Duration,
+) {
+    let expected = TooLong {
+        demanded,
+        remaining,
+    };
+    assert_eq!(err.reason, GiveUp::RetryAfterTooLong(expected));
+    assert_eq!(err.reason.name(), "retry_after_too_long");
+    assert!(
+        err.to_string().contains("server demanded a wait of"),
+        "{err}"
+    );
 }

@@ -40,8 +40,8 @@ pub(super) fn snapshot(state: &AppState) -> Stats {
     let c = &state.counters;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     Stats {
-        connections_accepted: load(&c.connections_accepted),
-        connections_open: load(&c.connections_open),
+        connections_accepted: load(&state.connections.accepted),
+        connections_open: load(&state.connections.open),
         requests_in_flight: load(&c.requests_in_flight),
         requests_answered: load(&c.requests_answered),
         jobs_accepted: load(&c.jobs_accepted),
@@ -58,7 +58,12 @@ pub(super) fn enqueue(
     payload: String,
     reply: Option<oneshot::Sender<JobResult>>,
 ) -> Result<u64, StatusCode> {
-    if !state.accepting.load(Ordering::Relaxed) {
+    // Held until the send is done: see `AppState::accepting`.
+    let accepting = state
+        .accepting
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*accepting {
         state.counters.jobs_refused.fetch_add(1, Ordering::Relaxed);
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }

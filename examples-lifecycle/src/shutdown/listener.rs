@@ -1,56 +1,140 @@
-//! A TCP listener for axum that counts connections and reports its own close.
+//! A TCP listener for axum that counts connections, drains its backlog when
+//! intake stops, and reports its own close.
 //!
-//! axum's graceful shutdown drops the listener when it leaves its accept
-//! loop, but does not tell anyone. Wrapping the listener lets phase 1 wait
-//! for the drop (the moment the kernel starts refusing new connections) and
-//! lets `/stats` show open connections, through a guard in each stream.
+//! **The backlog trap (issue 15.19).** The kernel completes the TCP
+//! handshake before the application calls `accept`: a client can connect
+//! *and send its request* while the connection waits in the listen
+//! backlog. Closing the listener then resets every such connection, and the
+//! client sees "connection reset" for a request it had every right to
+//! think was received. So when intake stops, [`IntakeListener`] first hands
+//! axum every connection already queued (accepting without waiting), and
+//! only then closes the socket. A connection whose handshake completes in
+//! the microseconds between the last empty `accept` and the close is still
+//! reset; no portable API closes that window, and such a client never got
+//! past the handshake, which is what "intake stopped" means.
+//!
+//! **The first-read gate.** hyper (through `hyper-util`'s auto builder)
+//! drops a connection that is told to shut down gracefully before it has
+//! read its first bytes. So axum's graceful-shutdown signal is given only
+//! once every open connection has read something (its request), or after
+//! [`FIRST_READ_WAIT`] for a client that connected and sent nothing (an
+//! idle connection, closed unread: no request was lost).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::jobs::Counters;
+/// How long the gate waits for a connection to send its first bytes once
+/// intake stopped; one that has sent nothing by then is idle.
+pub const FIRST_READ_WAIT: Duration = Duration::from_millis(500);
 
-/// A `TcpListener` that counts connections and signals when it is dropped.
+/// Connection counters kept by the listener (and shown by `/stats`).
+/// Relaxed atomics: independent tallies, no ordering between them.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// TCP connections accepted since start (backlog ones included).
+    pub accepted: AtomicU64,
+    /// TCP connections currently open.
+    pub open: AtomicU64,
+    /// Connections found waiting in the kernel's backlog when intake
+    /// stopped, accepted then and served.
+    pub from_backlog: AtomicU64,
+    /// Open connections that have not read a byte yet (the gate waits).
+    unread: AtomicU64,
+    /// Connections the gate gave up on: open and unread after
+    /// [`FIRST_READ_WAIT`] (idle clients, closed without a request).
+    pub closed_unread: AtomicU64,
+    /// Woken when `unread` drops.
+    read_progress: Notify,
+}
+
+impl ConnectionCounters {
+    /// Waits until every open connection has read something, at most `wait`.
+    /// Returns the connections still unread (idle ones, closed unread).
+    pub async fn first_reads(&self, wait: Duration) -> u64 {
+        let all_read = async {
+            loop {
+                // Registered before the check, so a drop between the check
+                // and the await is not missed.
+                let notified = self.read_progress.notified();
+                if self.unread.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        // Err: some never sent a byte within `wait`; they are idle.
+        let _ = tokio::time::timeout(wait, all_read).await;
+        let unread = self.unread.load(Ordering::Acquire);
+        self.closed_unread.store(unread, Ordering::Relaxed);
+        unread
+    }
+}
+
+/// A `TcpListener` that counts connections, drains its backlog when `stop`
+/// is cancelled, and signals when its socket is closed.
 #[derive(Debug)]
 pub struct IntakeListener {
-    // Option only so Drop can close the socket *before* sending the notice.
+    // None once intake stopped (or in Drop).
     inner: Option<TcpListener>,
-    counters: Arc<Counters>,
-    closed_tx: Option<oneshot::Sender<()>>,
+    // The same socket as a std listener while its backlog is drained.
+    draining: Option<std::net::TcpListener>,
+    counters: Arc<ConnectionCounters>,
+    stop: CancellationToken,
+    closed: CancellationToken,
 }
 
 impl IntakeListener {
-    /// Wraps `inner`; `closed_tx` fires when this listener is dropped.
+    /// Wraps `inner`. When `stop` is cancelled it accepts what is already
+    /// queued, closes the socket and cancels `closed`.
     pub fn new(
         inner: TcpListener,
-        counters: Arc<Counters>,
-        closed_tx: oneshot::Sender<()>,
+        counters: Arc<ConnectionCounters>,
+        stop: CancellationToken,
+        closed: CancellationToken,
     ) -> Self {
         Self {
             inner: Some(inner),
+            draining: None,
             counters,
-            closed_tx: Some(closed_tx),
+            stop,
+            closed,
+        }
+    }
+
+    /// Closes the socket first, so whoever hears the notice can rely on new
+    /// connections being refused already.
+    fn close(&mut self) {
+        drop(self.inner.take());
+        drop(self.draining.take());
+        self.closed.cancel();
+    }
+
+    fn wrap(&self, stream: TcpStream) -> CountedStream {
+        let c = &self.counters;
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+        c.open.fetch_add(1, Ordering::Relaxed);
+        c.unread.fetch_add(1, Ordering::AcqRel);
+        CountedStream {
+            inner: stream,
+            counters: Arc::clone(&self.counters),
+            unread: true,
         }
     }
 }
 
 impl Drop for IntakeListener {
     fn drop(&mut self) {
-        // Close the socket first, so whoever hears the notice can rely on
-        // new connections being refused already.
-        drop(self.inner.take());
-        if let Some(closed_tx) = self.closed_tx.take() {
-            // Err: nobody waits for the notice any more; nothing to do.
-            let _ = closed_tx.send(());
-        }
+        self.close();
     }
 }
 
@@ -59,28 +143,64 @@ impl axum::serve::Listener for IntakeListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own impl for TcpListener retries (and backs off on) accept
-        // errors such as EMFILE; delegate to it rather than repeat it.
-        // `inner` is None only inside Drop, never while axum calls accept.
-        let inner = self.inner.as_mut().expect("listener is open until dropped");
-        let (stream, addr) = axum::serve::Listener::accept(inner).await;
-        self.counters
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .connections_open
-            .fetch_add(1, Ordering::Relaxed);
-        let stream = CountedStream {
-            inner: stream,
-            counters: Arc::clone(&self.counters),
-        };
-        (stream, addr)
+        if !self.stop.is_cancelled()
+            && let Some(inner) = self.inner.as_mut()
+        {
+            tokio::select! {
+                // biased: a connection that is ready is taken before the
+                // stop is looked at; the drain below would take it anyway.
+                biased;
+                // axum's impl retries (and backs off on) errors like EMFILE.
+                (stream, addr) = axum::serve::Listener::accept(inner) => {
+                    return (self.wrap(stream), addr);
+                }
+                () = self.stop.cancelled() => {}
+            }
+        }
+        // Intake stopped: hand over what the kernel already queued, without
+        // waiting for more. Through the std listener, because tokio's
+        // accept trusts the reactor's readiness, which no event may have
+        // reported yet for connections that arrived just now; a
+        // non-blocking `accept(2)` asks the kernel itself.
+        if let Some(inner) = self.inner.take() {
+            match inner.into_std() {
+                Ok(std) => self.draining = Some(std),
+                Err(err) => tracing::warn!("cannot drain the backlog: {err}"),
+            }
+        }
+        while let Some(std) = &self.draining {
+            match std.accept() {
+                Ok((stream, addr)) => {
+                    // Accepted sockets do not inherit O_NONBLOCK; tokio needs it.
+                    let stream = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(stream));
+                    match stream {
+                        Ok(stream) => {
+                            self.counters.from_backlog.fetch_add(1, Ordering::Relaxed);
+                            return (self.wrap(stream), addr);
+                        }
+                        // This one is lost (dropped: reset); try the next.
+                        Err(err) => tracing::warn!("backlog connection dropped: {err}"),
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // WouldBlock: the backlog is empty. Any other error: stop
+                // draining (what is left is reset when the socket closes).
+                Err(_) => break,
+            }
+        }
+        // The backlog is empty: close, then never accept again; axum
+        // leaves its accept loop on the graceful-shutdown signal.
+        self.close();
+        std::future::pending().await
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        match &self.inner {
-            Some(inner) => inner.local_addr(),
-            None => Err(io::Error::new(
+        match (&self.inner, &self.draining) {
+            (Some(inner), _) => inner.local_addr(),
+            (None, Some(std)) => std.local_addr(),
+            (None, None) => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "listener closed",
             )),
@@ -88,18 +208,28 @@ impl axum::serve::Listener for IntakeListener {
     }
 }
 
-/// A `TcpStream` that decrements the open-connection count when dropped.
+/// A `TcpStream` that keeps the open and unread counts.
 #[derive(Debug)]
 pub struct CountedStream {
     inner: TcpStream,
-    counters: Arc<Counters>,
+    counters: Arc<ConnectionCounters>,
+    // Not read a byte yet (counted in `ConnectionCounters::unread`).
+    unread: bool,
+}
+
+impl CountedStream {
+    fn mark_read(&mut self) {
+        if std::mem::take(&mut self.unread) {
+            self.counters.unread.fetch_sub(1, Ordering::AcqRel);
+            self.counters.read_progress.notify_waiters();
+        }
+    }
 }
 
 impl Drop for CountedStream {
     fn drop(&mut self) {
-        self.counters
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.mark_read();
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -110,7 +240,14 @@ impl AsyncRead for CountedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        // Any answer (bytes, EOF or an error) means hyper is past the
+        // point where a graceful shutdown would drop the connection unread.
+        if polled.is_ready() {
+            this.mark_read();
+        }
+        polled
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::jobs::Unfinished;
+use super::Unfinished;
 
 /// Phase 1: the listener is closed; what was still open at that moment.
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +16,10 @@ pub struct IntakeStopped {
     pub connections_accepted: u64,
     /// Connections still open (being drained).
     pub connections_open: u64,
+    /// Connections found in the kernel's backlog when intake stopped
+    /// (handshake done, maybe a request sent): accepted then and served,
+    /// not reset.
+    pub connections_from_backlog: u64,
     /// `/jobs` requests being handled.
     pub requests_in_flight: u64,
     /// Jobs queued, not yet taken by a worker.
@@ -28,7 +32,7 @@ pub struct IntakeStopped {
 #[derive(Debug, Clone, Serialize)]
 pub struct Drained {
     /// From the signal to the end of the drain.
-    #[serde(serialize_with = "as_millis")]
+    #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
     pub elapsed: Duration,
     /// `/jobs` requests answered during the drain.
     pub requests_answered: u64,
@@ -39,6 +43,9 @@ pub struct Drained {
     pub jobs_finished: u64,
     /// Connections still open when the deadline aborted the server.
     pub connections_abandoned: u64,
+    /// Connections that never sent a byte before the graceful close (idle
+    /// clients): closed unread, no request lost.
+    pub connections_closed_unread: u64,
     /// Accepted jobs not finished (empty unless the deadline expired).
     pub unfinished: Unfinished,
 }
@@ -73,7 +80,7 @@ pub struct ShutdownReport {
     /// Phase 3.
     pub closed: Closed,
     /// The grace period given to phases 1 and 2.
-    #[serde(serialize_with = "as_millis")]
+    #[serde(rename = "grace_ms", serialize_with = "as_millis")]
     pub grace: Duration,
     /// Whether the grace period ran out (work was aborted): exit non-zero.
     pub deadline_expired: bool,
@@ -103,7 +110,7 @@ impl fmt::Display for Phase {
         match self {
             Self::IntakeStopped(p) => write!(
                 f,
-                "phase 1 (stop intake): listener {}; {} connection(s) open of {} accepted, {} request(s) in flight, {} job(s) in progress, {} queued",
+                "phase 1 (stop intake): listener {}; {} connection(s) open of {} accepted ({} from the backlog), {} request(s) in flight, {} job(s) in progress, {} queued",
                 if p.listener_closed {
                     "closed"
                 } else {
@@ -111,6 +118,7 @@ impl fmt::Display for Phase {
                 },
                 p.connections_open,
                 p.connections_accepted,
+                p.connections_from_backlog,
                 p.requests_in_flight,
                 p.jobs_in_progress,
                 p.jobs_queued,

@@ -125,6 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             jitter,
         },
         deadline,
+        ..RetryPolicy::default()
     };
     let runs = [
         (
@@ -160,7 +161,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!(attempt = n.attempt, error = %n.error, delay_ms = n.delay.as_millis() as u64, "retrying");
             say(format!("   attempt {} failed ({}); retrying in {:.0?}", n.attempt, n.error, n.delay));
         });
-        let (outcome, stats) = match retry.run(|| http::get_json(&client, &url)).await {
+        let (outcome, stats) = match retry
+            .run(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
+            .await
+        {
             Ok(ok) => {
                 say(format!(
                     "   ok after {} attempt(s), {:.0?} asleep, {:.0?} in all: {}",

@@ -143,7 +143,10 @@ async fn run(args: Args, shutdown: impl Future<Output = ()>) -> anyhow::Result<(
                     return;
                 };
                 let url = format!("{}/flaky?fail_rate={rate}&seed={seed}{extra}", target.base);
-                let slot = match breaker.call(|| http::get_json(&client, &url)).await {
+                let slot = match breaker
+                    .call(|| http::get_json(&client, &url, http::DEFAULT_MAX_BODY))
+                    .await
+                {
                     Ok(_) => 1,
                     Err(CallError::Failed(_)) => 2,
                     Err(CallError::Open(_)) => 3,

@@ -162,6 +162,9 @@ pub struct BreakerMetrics {
     pub slow_calls: u64,
     /// Errors the classifier did not count as failures (in `successes`).
     pub ignored_errors: u64,
+    /// Operations that panicked (a subset of `failures`; the panic was
+    /// resumed in the caller after it was counted).
+    pub panics: u64,
     /// Calls dropped before finishing (their permits were returned).
     pub cancelled: u64,
     /// State changes.

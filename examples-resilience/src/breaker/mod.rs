@@ -55,9 +55,11 @@ pub mod state;
 mod window;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -132,7 +134,9 @@ impl<C> CircuitBreaker<C> {
     ///
     /// `op` is only called when admitted, so an open circuit costs no
     /// request at all. Dropping the returned future mid-call (a timeout, a
-    /// `select!`) gives a probe permit back and records nothing.
+    /// `select!`) gives a probe permit back and records nothing. A panic in
+    /// `op` (building the future or polling it) or in the classifier counts
+    /// as a failure and is then resumed in the caller.
     pub async fn call<T, E, F, Fut>(&self, op: F) -> Result<T, CallError<E>>
     where
         F: FnOnce() -> Fut,
@@ -146,20 +150,50 @@ impl<C> CircuitBreaker<C> {
             machine: &self.machine,
             ticket: Some(ticket),
         };
-        let result = op().await;
+        // catch_unwind around both the call and the future: a panic
+        // unwinds through `poll`, not through this frame's locals, so the
+        // guard alone would see it later as a plain drop ("cancelled").
+        // AssertUnwindSafe: on a panic we only record it and resume it;
+        // nothing the panic may have left half-done is touched again.
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(op)) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(payload) => Err(payload),
+        };
         let finished = Instant::now();
-        let slow = self
-            .slow_call
-            .is_some_and(|limit| finished - started > limit);
-        let failed_error = result.as_ref().err().map(|e| self.classifier.is_failure(e));
+        let verdict = outcome.map(|result| {
+            let slow = self
+                .slow_call
+                .is_some_and(|limit| finished - started > limit);
+            let classify =
+                AssertUnwindSafe(|| result.as_ref().err().map(|e| self.classifier.is_failure(e)));
+            (std::panic::catch_unwind(classify), slow, result)
+        });
         let mut machine = self.lock();
-        if let Some(ticket) = admission.ticket.take() {
-            machine.metrics.slow_calls += u64::from(slow);
-            machine.metrics.ignored_errors += u64::from(failed_error == Some(false));
-            machine.record(ticket, slow || failed_error == Some(true), finished);
+        let Some(ticket) = admission.ticket.take() else {
+            unreachable!("the ticket is taken only here or in Drop")
+        };
+        match verdict {
+            Ok((Ok(failed_error), slow, result)) => {
+                machine.metrics.slow_calls += u64::from(slow);
+                machine.metrics.ignored_errors += u64::from(failed_error == Some(false));
+                machine.record(ticket, slow || failed_error == Some(true), finished);
+                drop(machine);
+                result.map_err(CallError::Failed)
+            }
+            Ok((Err(payload), _, _)) | Err(payload) => {
+                machine.record_panic(ticket, finished);
+                // Unlock before unwinding: a panic with the guard held
+                // would poison the mutex for nothing.
+                drop(machine);
+                std::panic::resume_unwind(payload)
+            }
         }
-        drop(machine);
-        result.map_err(CallError::Failed)
+    }
+
+    /// Probes running now, from any half-open spell (at most K): for tests
+    /// and metrics.
+    pub fn probes_in_flight(&self) -> u32 {
+        self.lock().probes_in_flight()
     }
 }
 

@@ -14,6 +14,10 @@
 //! was admitted in, and its outcome only counts if the breaker is still in
 //! that generation: a slow call admitted while Closed that fails after the
 //! breaker reopened and went half-open must not knock the probes over.
+//!
+//! Probe *permits* are not per generation: a probe admitted in one
+//! half-open spell that is still running when the next spell begins keeps
+//! its permit, so at most K probes ever hit the recovering service at once.
 
 use std::fmt;
 use std::time::Duration;
@@ -202,10 +206,25 @@ impl Machine {
     }
 
     fn return_permit(&mut self, ticket: Ticket) {
-        // A probe from an earlier half-open spell holds no current permit.
-        if ticket.probe && ticket.generation == self.generation {
+        // Every probe still running holds a permit, whichever half-open
+        // spell admitted it: a probe of an earlier spell that is still
+        // hitting the recovering service counts against K just the same
+        // (issue 15.14: resetting the count on re-entry let K + 1 run).
+        if ticket.probe {
             self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         }
+    }
+
+    /// A call's operation panicked: count it as a failure (the caller then
+    /// resumes the panic).
+    pub(crate) fn record_panic(&mut self, ticket: Ticket, now: Instant) {
+        self.metrics.panics += 1;
+        self.record(ticket, true, now);
+    }
+
+    /// Probes running now (from any half-open spell); at most K.
+    pub(crate) fn probes_in_flight(&self) -> u32 {
+        self.probes_in_flight
     }
 
     /// A call finished at `now`; `failed` is the classifier's verdict
@@ -286,7 +305,9 @@ impl Machine {
                 cool_down = Some(wait);
             }
             State::HalfOpen => {
-                self.probes_in_flight = 0;
+                // Not `probes_in_flight = 0`: probes of the previous spell
+                // may still be running, and they keep their permits until
+                // they return (their verdicts are stale and ignored).
                 self.probe_successes = 0;
             }
             State::Closed => {

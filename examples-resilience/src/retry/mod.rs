@@ -56,12 +56,13 @@ mod outcome;
 use std::future::Future;
 use std::time::Duration;
 
+use common::retry_after::Demand;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::time::{self, Instant};
 
 pub use backoff::{Backoff, Delays, Jitter};
-pub use outcome::{Attempt, GiveUp, Retried, RetryError, RetryStats};
+pub use outcome::{Attempt, GiveUp, Retried, RetryError, RetryStats, TooLong};
 
 /// What to do after a failed attempt; the classifier's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +83,13 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The delay schedule between attempts.
     pub backoff: Backoff,
-    /// Budget for the whole loop, attempts and sleeps together.
+    /// Budget for the whole loop, attempts and sleeps together. A budget
+    /// too large for the clock (`Duration::MAX`) means no deadline.
     pub deadline: Option<Duration>,
+    /// The longest `Retry-After` obeyed: a longer demand is clamped to this
+    /// (and, when even the clamp is past the deadline, the loop gives up at
+    /// once with [`GiveUp::RetryAfterTooLong`]).
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -92,6 +98,7 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             backoff: Backoff::default(),
             deadline: None,
+            max_retry_after: common::retry_after::DEFAULT_MAX,
         }
     }
 }
@@ -187,7 +194,8 @@ impl<C, N> Retry<C, N> {
         N: Notify<E>,
     {
         let started = Instant::now();
-        let deadline = self.policy.deadline.map(|d| started + d);
+        // checked_add: a deadline beyond the clock's range is no deadline.
+        let deadline = self.policy.deadline.and_then(|d| started.checked_add(d));
         let mut stats = RetryStats::default();
         // Vec::new does not allocate: the happy path stays allocation-free.
         let mut history = Vec::new();
@@ -258,14 +266,29 @@ impl<C, N> Retry<C, N> {
             // The iterator is endless, so next() always has a value.
             let backoff = schedule.next().unwrap_or(self.policy.backoff.max_delay);
             let delay = match decision {
-                // Retry-After is a floor: the server knows when it will be
-                // ready, and our own backoff may already be longer.
-                Decision::RetryAfter(after) => after.max(backoff),
+                // Retry-After is untrusted input: clamped to our maximum,
+                // and a demand longer than what the deadline leaves ends
+                // the loop now, naming the demand, rather than sleeping
+                // into a certain DeadlineExceeded. Then it is a floor: the
+                // server knows when it will be ready, and our own backoff
+                // may already be longer.
+                Decision::RetryAfter(after) => {
+                    let remaining = deadline.map(|at| at.saturating_duration_since(now));
+                    match Demand(after).plan(self.policy.max_retry_after, remaining) {
+                        Ok(wait) => wait.max(backoff),
+                        Err(too_long) => {
+                            record.error = Some(error);
+                            history.push(record);
+                            return give_up(GiveUp::RetryAfterTooLong(too_long), history, stats);
+                        }
+                    }
+                }
                 _ => backoff,
             };
             // Sleeping into (or past) the deadline only to be cut off is
-            // pure waste: give up now and tell the caller sooner.
-            if deadline.is_some_and(|at| now + delay >= at) {
+            // pure waste: give up now and tell the caller sooner. An end
+            // past the clock's range certainly crosses it.
+            if deadline.is_some_and(|at| now.checked_add(delay).is_none_or(|end| end >= at)) {
                 record.error = Some(error);
                 history.push(record);
                 return give_up(GiveUp::DeadlineExceeded, history, stats);

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use common::retry_after::TooLong;
+
 /// Why the loop gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GiveUp {
     /// The classifier said [`Decision::Stop`](super::Decision::Stop).
     NotRetryable,
@@ -19,15 +20,39 @@ pub enum GiveUp {
     AttemptsExhausted,
     /// The deadline passed, or the next delay would have crossed it.
     DeadlineExceeded,
+    /// The server demanded (`Retry-After`) a wait longer than the time left
+    /// before the deadline: the loop gave up at once instead of sleeping
+    /// past its own limit. Names the demand and what was left.
+    RetryAfterTooLong(TooLong),
+}
+
+impl GiveUp {
+    /// The reason as one snake_case word, for JSON and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GiveUp::NotRetryable => "not_retryable",
+            GiveUp::AttemptsExhausted => "attempts_exhausted",
+            GiveUp::DeadlineExceeded => "deadline_exceeded",
+            GiveUp::RetryAfterTooLong(_) => "retry_after_too_long",
+        }
+    }
+}
+
+/// Serialized as its [`GiveUp::name`], one string whatever the variant.
+impl serde::Serialize for GiveUp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 impl fmt::Display for GiveUp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GiveUp::NotRetryable => "not retryable",
-            GiveUp::AttemptsExhausted => "attempts exhausted",
-            GiveUp::DeadlineExceeded => "deadline exceeded",
-        })
+        match self {
+            GiveUp::NotRetryable => f.write_str("not retryable"),
+            GiveUp::AttemptsExhausted => f.write_str("attempts exhausted"),
+            GiveUp::DeadlineExceeded => f.write_str("deadline exceeded"),
+            GiveUp::RetryAfterTooLong(too_long) => too_long.fmt(f),
+        }
     }
 }
 
