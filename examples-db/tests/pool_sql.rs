@@ -2,17 +2,23 @@
 //! `DATABASE_URL` is set (`.ci/run` sets it when the server answers):
 //!
 //! ```text
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p examples-db --test pool_sql -- --include-ignored
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p examples-db --test pool_sql -- --ignored needs_postgres
 //! ```
 //!
 //! Real sockets and threads, so real time with generous bounds.
 
 use std::time::Duration;
 
-use examples_db::managers::{PgManager, SqliteManager};
+use std::str::FromStr;
+
+use examples_db::demo::db::{self, DbManager, PgManager, SqliteManager};
+use examples_db::demo::store::{ItemStore, ItemsTable};
 use examples_db::pool::{CloseReport, Manager, Pool, PoolConfig};
-use examples_db::store::{ItemStore, ItemsTable};
 use sqlx::Connection;
+
+/// What our PostgreSQL connections call themselves (`pg_stat_activity`),
+/// so a shared server can tell them apart.
+const APP: &str = "examples-db-pool-sql-test";
 
 const ROWS: i64 = 500;
 const TASKS: usize = 16;
@@ -169,9 +175,9 @@ async fn an_unopenable_sqlite_path_fails_fill_with_the_cause() {
 /// The same workload on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
-async fn a_postgres_pool_serves_concurrent_readers_and_writers() {
+async fn a_postgres_pool_serves_concurrent_readers_and_writers_needs_postgres() {
     let pool = Pool::new(
-        PgManager::from_url(&database_url()).expect("url"),
+        PgManager::from_url(&database_url(), APP).expect("url"),
         config(4, 4),
     )
     .expect("config");
@@ -193,16 +199,20 @@ async fn a_postgres_pool_serves_concurrent_readers_and_writers() {
 /// caller gets a working connection to a new backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
-async fn a_postgres_backend_killed_while_idle_is_replaced_on_checkout() {
+async fn a_postgres_backend_killed_while_idle_is_replaced_on_checkout_needs_postgres() {
     let url = database_url();
-    let pool = Pool::new(PgManager::from_url(&url).expect("url"), config(1, 0)).expect("config");
+    let pool =
+        Pool::new(PgManager::from_url(&url, APP).expect("url"), config(1, 0)).expect("config");
     let old_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *pool.get().await.expect("a connection"))
         .await
         .expect("pid");
     assert_eq!(pool.stats().idle, 1);
 
-    let mut admin = sqlx::PgConnection::connect(&url)
+    let admin_options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .expect("url")
+        .application_name("examples-db-pool-sql-admin");
+    let mut admin = sqlx::PgConnection::connect_with(&admin_options)
         .await
         .expect("admin connection");
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
@@ -256,9 +266,9 @@ async fn a_postgres_backend_killed_while_idle_is_replaced_on_checkout() {
 /// the one in use is waited for, and the server sees them all go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
-async fn closing_a_postgres_pool_waits_for_the_connection_in_use() {
+async fn closing_a_postgres_pool_waits_for_the_connection_in_use_needs_postgres() {
     let pool = Pool::new(
-        PgManager::from_url(&database_url()).expect("url"),
+        PgManager::from_url(&database_url(), APP).expect("url"),
         config(3, 0),
     )
     .expect("config");
@@ -284,4 +294,69 @@ async fn closing_a_postgres_pool_waits_for_the_connection_in_use() {
     );
     let stats = pool.stats();
     assert_eq!((stats.created, stats.closed), (3, 3), "{stats:?}");
+}
+
+/// The demos' one code path: `DbManager` (either backend behind one enum)
+/// serves the same workload on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_manager_serves_the_workload_on_sqlite() {
+    let database = db::open(None, config(2, 2), "unused", APP).expect("opened");
+    assert_eq!(database.backend, "sqlite");
+    assert!(matches!(database.pool.manager(), DbManager::Sqlite(_)));
+    database.pool.fill().await.expect("connections open");
+    run_workload(&database.pool, &database.table).await;
+    database
+        .drop_table()
+        .await
+        .expect("nothing to drop on SQLite");
+    assert_eq!(
+        database
+            .pool
+            .close(Duration::from_secs(10))
+            .await
+            .still_in_use,
+        0
+    );
+}
+
+/// `--database-url` accepts PostgreSQL URLs only (anything else is a
+/// usage error before a connection is tried).
+#[test]
+fn the_database_url_parser_accepts_postgres_urls_only() {
+    assert!(db::database_url("postgres://postgres@127.0.0.1:5432/test").is_ok());
+    assert!(db::database_url("postgresql://u@h/db").is_ok());
+    for bad in ["mysql://x", "", "sqlite://x.db", "http://x"] {
+        let err = db::database_url(bad).expect_err(bad);
+        assert!(err.contains("unsupported database URL"), "{err}");
+    }
+}
+
+/// The same code path on PostgreSQL, with its connections named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set DATABASE_URL"]
+async fn the_demo_manager_serves_the_workload_on_postgres_with_named_connections_needs_postgres() {
+    let url = database_url();
+    let database = db::open(Some(&url), config(2, 2), "pool_sql_demo", APP).expect("opened");
+    assert_eq!(database.backend, "postgres");
+    database.pool.fill().await.expect("connections open");
+    let mut conn = database.pool.get().await.expect("a connection");
+    let db::DbConnection::Postgres(pg) = &mut *conn else {
+        panic!("a PostgreSQL connection");
+    };
+    let name: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(pg)
+        .await
+        .expect("setting");
+    drop(conn);
+    assert_eq!(name, APP);
+    run_workload(&database.pool, &database.table).await;
+    database.drop_table().await.expect("dropped");
+    assert_eq!(
+        database
+            .pool
+            .close(Duration::from_secs(10))
+            .await
+            .still_in_use,
+        0
+    );
 }

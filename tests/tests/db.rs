@@ -1,32 +1,19 @@
 //! End-to-end runs of the database examples (`connection-pool`,
 //! `async-cache`) as a user runs them: the embedded SQLite default, the
-//! `--json` summary, bad input, and PostgreSQL when `DATABASE_URL` is set.
+//! `--json` envelope, `--bench`, SIGINT, bad input, and PostgreSQL when
+//! `DATABASE_URL` is set (`cargo test -p e2e --test db -- --ignored needs_postgres`).
 
 use std::time::Duration;
 
+use e2e::exit;
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn json_line(stdout: &str) -> serde_json::Value {
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "--json prints exactly one line:\n{stdout}");
-    serde_json::from_str(lines[0]).expect("the line is JSON")
-}
-
-fn assert_clean_failure(out: &e2e::Output, needle: &str) {
-    assert_ne!(out.code, Some(0), "expected failure:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains(needle),
-        "stderr lacks {needle:?}:\n{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-}
 
 /// No arguments: the SQLite demo runs, shows live stats and closes cleanly.
 #[tokio::test]
 async fn connection_pool_demo_runs_on_sqlite_and_closes_every_connection() {
     let out = e2e::run("connection-pool", &[], LIMIT).await.expect("ran");
-    out.assert_code(0);
+    out.assert_code(exit::OK);
     for needle in [
         "(seed 6): SQLite file",
         "(WAL)",
@@ -42,31 +29,38 @@ async fn connection_pool_demo_runs_on_sqlite_and_closes_every_connection() {
     }
 }
 
-/// `--json`: one parseable line whose counts add up.
+/// `--json`: one envelope line whose counts add up.
 #[tokio::test]
-async fn connection_pool_json_summary_accounts_for_every_request() {
+async fn connection_pool_json_envelope_accounts_for_every_request() {
     let args = [
         "--json",
-        "--workers",
+        "--concurrency",
         "12",
-        "--requests",
-        "5",
+        "--count",
+        "60",
         "--size",
         "2",
         "--max-overflow",
         "2",
-        "--hold-ms",
-        "2",
+        "--hold",
+        "2ms",
     ];
     let out = e2e::run("connection-pool", &args, LIMIT)
         .await
         .expect("ran");
-    out.assert_code(0);
-    let json = json_line(&out.stdout);
-    assert_eq!(json["backend"], "sqlite");
-    assert_eq!(json["ok"], 60);
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("connection-pool");
     assert_eq!(
-        (json["failed"].as_u64(), json["skipped"].as_u64()),
+        (json["seed"].as_u64(), json["ok"].as_bool()),
+        (Some(6), Some(true))
+    );
+    assert_eq!(json["backend"], "sqlite");
+    assert_eq!(json["requests_ok"], 60);
+    assert_eq!(
+        (
+            json["requests_failed"].as_u64(),
+            json["requests_skipped"].as_u64()
+        ),
         (Some(0), Some(0))
     );
     assert_eq!(json["pool"]["in_use"], 0);
@@ -76,50 +70,117 @@ async fn connection_pool_json_summary_accounts_for_every_request() {
     for key in ["count", "p50_ms", "p99_ms"] {
         assert!(json["latency"][key].is_number(), "latency.{key}");
     }
+    assert!(json["requests_per_s"].as_f64().expect("rate") > 0.0);
 }
 
-/// Bad input: clap rejects zero sizes (exit 2); a non-PostgreSQL URL and an
-/// unreachable server fail with one clear line (exit 1).
+/// Bad values are usage errors (exit 2) naming the flag; an unreachable
+/// server fails every request: one clear line, exit 1.
 #[tokio::test]
-async fn connection_pool_rejects_bad_input_with_one_clear_line() {
-    let out = e2e::run("connection-pool", &["--size", "0"], LIMIT)
-        .await
-        .expect("ran");
-    assert_eq!(out.code, Some(2));
-    assert_clean_failure(&out, "--size");
-
-    let out = e2e::run("connection-pool", &["--database-url", "mysql://x"], LIMIT)
-        .await
-        .expect("ran");
-    assert_eq!(out.code, Some(1));
-    assert_clean_failure(&out, "unsupported --database-url");
+async fn connection_pool_rejects_bad_input_and_fails_cleanly() {
+    for (args, needle) in [
+        (&["--size", "0"][..], "--size"),
+        (&["--database-url", "mysql://x"], "unsupported database URL"),
+        (&["--hold", "20"], "--hold"),
+        (&["--timeout", "0s"], "--timeout"),
+        (&["--concurrency", "18446744073709551615"], "--concurrency"),
+        (&["--runs", "3"], "--bench"),
+        (
+            &["--bench", "--database-url", "postgres://x@127.0.0.1/db"],
+            "cannot be used",
+        ),
+    ] {
+        let out = e2e::run("connection-pool", args, LIMIT).await.expect("ran");
+        out.assert_code(exit::USAGE);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
 
     // Port 1 on loopback: nothing listens, the connect is refused at once.
     let args = [
         "--database-url",
         "postgres://postgres@127.0.0.1:1/test",
-        "--acquire-timeout-ms",
-        "5000",
+        "--timeout",
+        "5s",
+        "--json",
     ];
     let out = e2e::run("connection-pool", &args, LIMIT)
         .await
         .expect("ran");
-    assert_eq!(out.code, Some(1));
-    assert_clean_failure(&out, "error: open the pool's connections");
+    out.assert_clear_error(exit::FAILED, "open the pool's connections");
     assert_eq!(
         out.stderr
             .lines()
             .filter(|l| l.starts_with("error:"))
             .count(),
-        1
+        1,
+        "{}",
+        out.stderr
     );
+    let json = out.json_envelope("connection-pool");
+    assert_eq!(json["ok"], false);
+    assert!(json["error"].as_str().is_some(), "{json}");
+}
+
+/// `--bench`: ours beside deadpool, through the envelope.
+#[tokio::test]
+async fn connection_pool_bench_reports_ours_beside_deadpool() {
+    let args = ["--bench", "--count", "2000", "--runs", "1", "--json"];
+    let out = e2e::run("connection-pool", &args, LIMIT)
+        .await
+        .expect("ran");
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("connection-pool");
+    let cases = json["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 3, "{json}");
+    for case in cases {
+        for key in [
+            "ours_per_s",
+            "deadpool_per_s",
+            "deadpool_wait_timeout_per_s",
+        ] {
+            assert!(case[key].as_f64().expect(key) > 0.0, "{case}");
+        }
+    }
+}
+
+/// SIGINT mid-demo and mid-bench: a clean stop, exit 130, a report.
+#[tokio::test]
+async fn connection_pool_sigint_stops_the_demo_and_the_bench_with_130() {
+    let args = [
+        "--concurrency",
+        "4",
+        "--count",
+        "1000000",
+        "--hold",
+        "5ms",
+        "--size",
+        "2",
+    ];
+    let mut running = e2e::spawn("connection-pool", &args).expect("spawned");
+    running
+        .wait_for_line("in use", LIMIT)
+        .await
+        .expect("live stats");
+    running.signal(libc::SIGINT).expect("signalled");
+    let out = running.wait(Duration::from_secs(10)).await.expect("exited");
+    out.assert_code(exit::INTERRUPTED);
+    assert!(out.stdout.contains("skipped"), "{}", out.stdout);
+    assert!(out.stdout.contains("0 still in use"), "{}", out.stdout);
+
+    let args = ["--bench", "--count", "1000000000", "--json"];
+    let mut running = e2e::spawn("connection-pool", &args).expect("spawned");
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it start
+    running.signal(libc::SIGINT).expect("signalled");
+    let out = running.wait(Duration::from_secs(10)).await.expect("exited");
+    out.assert_code(exit::INTERRUPTED);
+    assert_eq!(out.json_envelope("connection-pool")["interrupted"], true);
 }
 
 /// No arguments: the cache demo shows both phases and a real hit ratio.
 #[tokio::test]
 async fn async_cache_demo_shows_hits_and_the_latency_difference() {
     let out = e2e::run("async-cache", &[], LIMIT).await.expect("ran");
-    out.assert_code(0);
+    out.assert_code(exit::OK);
     for needle in [
         "(seed 12)",
         "direct (pool + SELECT): 5000 ok",
@@ -137,21 +198,24 @@ async fn async_cache_demo_shows_hits_and_the_latency_difference() {
 
 /// `--json`: counters that agree with each other.
 #[tokio::test]
-async fn async_cache_json_summary_has_consistent_counters() {
+async fn async_cache_json_envelope_has_consistent_counters() {
     let args = [
         "--json",
-        "--requests",
+        "--count",
         "2000",
         "--keys",
         "50",
         "--capacity",
         "50",
-        "--workers",
+        "--concurrency",
         "8",
+        "--ttl",
+        "1h",
     ];
     let out = e2e::run("async-cache", &args, LIMIT).await.expect("ran");
-    out.assert_code(0);
-    let json = json_line(&out.stdout);
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("async-cache");
+    assert_eq!(json["seed"], 12);
     let cache = &json["cache"];
     let (hits, misses) = (
         cache["hits"].as_u64().expect("hits"),
@@ -166,21 +230,56 @@ async fn async_cache_json_summary_has_consistent_counters() {
     assert!(json["hit_ratio"].as_f64().expect("ratio") > 0.9);
 }
 
-/// Bad input for the cache demo.
+/// `--bench`: hits per second through the envelope; SIGINT stops it.
 #[tokio::test]
-async fn async_cache_rejects_zero_capacity_and_workers() {
-    for args in [["--capacity", "0"], ["--workers", "0"]] {
-        let out = e2e::run("async-cache", &args, LIMIT).await.expect("ran");
-        assert_eq!(out.code, Some(2), "{args:?}");
-        assert_clean_failure(&out, args[0]);
+async fn async_cache_bench_reports_hits_and_stops_on_sigint() {
+    let args = ["--bench", "--count", "20000", "--runs", "1", "--json"];
+    let out = e2e::run("async-cache", &args, LIMIT).await.expect("ran");
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("async-cache");
+    let cases = json["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 3, "{json}");
+    for case in cases {
+        assert!(case["hits_per_s"].as_f64().expect("hits") > 0.0, "{case}");
     }
+    assert!(json["floor_lookups_per_s"].as_f64().expect("floor") > 0.0);
+
+    let args = ["--bench", "--count", "1000000000", "--json"];
+    let mut running = e2e::spawn("async-cache", &args).expect("spawned");
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it start
+    running.signal(libc::SIGINT).expect("signalled");
+    let out = running.wait(Duration::from_secs(10)).await.expect("exited");
+    out.assert_code(exit::INTERRUPTED);
+    assert_eq!(out.json_envelope("async-cache")["interrupted"], true);
 }
 
-/// Both demos against PostgreSQL.
+/// Bad input for the cache demo; an unreachable database exits 1.
+#[tokio::test]
+async fn async_cache_rejects_bad_values_and_fails_cleanly() {
+    for args in [
+        ["--capacity", "0"],
+        ["--concurrency", "0"],
+        ["--ttl", "0s"],
+        ["--ttl", "1e19s"],
+        ["--count", "1e19"],
+    ] {
+        let out = e2e::run("async-cache", &args, LIMIT).await.expect("ran");
+        out.assert_code(exit::USAGE);
+        assert!(out.stderr.contains(args[0]), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    let args = ["--database-url", "postgres://postgres@127.0.0.1:1/test"];
+    let out = e2e::run("async-cache", &args, LIMIT).await.expect("ran");
+    out.assert_clear_error(exit::FAILED, "open the pool's connections");
+}
+
+/// Both demos against PostgreSQL, their connections named.
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
-async fn both_demos_run_on_postgres() {
+async fn both_demos_run_on_postgres_needs_postgres() {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is set");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}application_name=e2e-db-test");
     let out = e2e::run(
         "connection-pool",
         &["--json", "--database-url", &url],
@@ -188,51 +287,24 @@ async fn both_demos_run_on_postgres() {
     )
     .await
     .expect("ran");
-    out.assert_code(0);
-    let json = json_line(&out.stdout);
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("connection-pool");
     assert_eq!(
-        (json["backend"].as_str(), json["ok"].as_u64()),
+        (json["backend"].as_str(), json["requests_ok"].as_u64()),
         (Some("postgres"), Some(100))
     );
 
     let out = e2e::run(
         "async-cache",
-        &["--json", "--database-url", &url, "--requests", "1000"],
+        &["--json", "--database-url", &url, "--count", "1000"],
         LIMIT,
     )
     .await
     .expect("ran");
-    out.assert_code(0);
-    let json = json_line(&out.stdout);
+    out.assert_code(exit::OK);
+    let json = out.json_envelope("async-cache");
     assert_eq!(
         (json["backend"].as_str(), json["cached"]["ok"].as_u64()),
         (Some("postgres"), Some(1000))
     );
-}
-
-/// SIGTERM mid-run: the workers stop between requests, the pool closes,
-/// and the summary accounts for the skipped requests.
-#[cfg(unix)]
-#[tokio::test]
-async fn connection_pool_stops_cleanly_on_sigterm() {
-    let args = [
-        "--workers",
-        "4",
-        "--requests",
-        "100000",
-        "--hold-ms",
-        "5",
-        "--size",
-        "2",
-    ];
-    let mut running = e2e::spawn("connection-pool", &args).expect("spawned");
-    running
-        .wait_for_line("in use", LIMIT)
-        .await
-        .expect("live stats");
-    running.sigterm().expect("signalled");
-    let out = running.wait(LIMIT).await.expect("exited");
-    out.assert_code(0);
-    assert!(out.stdout.contains("skipped"), "{}", out.stdout);
-    assert!(out.stdout.contains("0 still in use"), "{}", out.stdout);
 }

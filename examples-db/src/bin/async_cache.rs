@@ -1,14 +1,15 @@
 //! async-cache: seed Example 12 as a read-through cache in front of the
-//! connection-pool database.
+//! connection-pool database. The pattern is `examples_db::cache`.
 //!
 //! Runs the same skewed sequence of lookups twice, straight to the database
-//! through the pool and then through `examples_db::cache::Cache`
-//! (`get_or_load`), and prints the latency of each and the hit ratio.
+//! through the pool and then through the cache (`get_or_load`), and prints
+//! the latency of each and the hit ratio.
 //!
 //! ```text
 //! cargo run --bin async-cache
-//! cargo run --bin async-cache -- --requests 100000 --workers 64 --capacity 50
+//! cargo run --bin async-cache -- --count 100000 --concurrency 64 --capacity 50
 //! cargo run --bin async-cache -- --database-url postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release --bin async-cache -- --bench
 //! ```
 
 use std::num::NonZeroUsize;
@@ -16,200 +17,132 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use common::LatencySummary;
+use common::{Example, Report, args};
 use examples_db::cache::Cache;
-use examples_db::managers::{Backend, PoolDemo, run_on_database};
-use examples_db::pool::{Manager, Pool, PoolConfig};
-use examples_db::store::{Item, ItemStore, ItemsTable};
-use examples_db::workload;
-use rand::{RngExt, SeedableRng};
+use examples_db::demo::{bench, db, store::Item, story, workload};
+use examples_db::pool::PoolConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Seed Example 12 (the async cache under test), ported: TTL + LRU,
 /// single-flight loads, no lock across an await; shown as a read-through
 /// cache over SQLite (default, temp dir) or PostgreSQL (--database-url).
+/// `--bench` measures cache hits per second instead.
 #[derive(Debug, Parser)]
-#[command(version, long_about = None)]
+#[command(version)]
 struct Args {
     /// PostgreSQL URL (postgres://user@host:port/db); default: SQLite in a temp dir.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = db::database_url, conflicts_with = "bench")]
     database_url: Option<String>,
     /// Distinct keys requested (a skewed draw: low ids are hot).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    #[arg(long, default_value = "300", value_parser = args::count(1i64, 1_000_000))]
     keys: i64,
-    /// Lookups per phase.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
-    requests: u32,
+    /// Lookups per phase [default: 5000; with --bench, reads per round: 20000000].
+    #[arg(long, value_parser = args::count(1u64, 1_000_000_000))]
+    count: Option<u64>,
     /// Concurrent workers.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    workers: u32,
+    #[arg(long, default_value = "16", value_parser = args::count(1usize, 10_000))]
+    concurrency: usize,
     /// Cache capacity (entries).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    capacity: u32,
-    /// Time to live of a cached entry, in milliseconds.
-    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
-    ttl_ms: u64,
+    #[arg(long, default_value = "200", value_parser = args::count(1usize, 10_000_000))]
+    capacity: usize,
+    /// Time to live of a cached entry.
+    #[arg(long, default_value = "60s", value_parser = args::duration(Duration::from_millis(1), args::MAX_DURATION))]
+    ttl: Duration,
     /// Pooled database connections.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pool_size: u16,
+    #[arg(long, default_value = "4", value_parser = args::count(1usize, 1000))]
+    pool_size: usize,
     /// Seed for the request sequence.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value = "12", value_parser = args::count(0u64, u64::MAX))]
     seed: u64,
+    /// Benchmark cache hits per second (no database).
+    #[arg(long)]
+    bench: bool,
+    /// Benchmark rounds per case (the median is reported).
+    #[arg(long, default_value = "5", value_parser = args::count(1u32, 100), requires = "bench")]
+    runs: u32,
     #[command(flatten)]
     output: common::OutputArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    common::init_logging(args.output.log_format);
-    // Handlers are installed by this call, before any work starts.
-    let shutdown = common::shutdown_token();
-    common::exit_code(run(args, shutdown).await)
+impl Example for Args {
+    const NAME: &'static str = "async-cache";
+    const SEED: Option<u8> = Some(12);
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
+    }
 }
 
-async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    common::driver::main(run)
+}
+
+async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
+    let story = !args.output.json;
+    if args.bench {
+        let figures =
+            bench::cache(args.count.unwrap_or(20_000_000), args.runs, &stop, story).await?;
+        return Ok(Report::ok().figures(figures));
+    }
     let config = PoolConfig {
-        size: args.pool_size.into(),
+        size: args.pool_size,
         max_overflow: 0,
         acquire_timeout: Duration::from_secs(10),
     };
-    let demo = Demo {
-        args: &args,
-        shutdown,
-    };
-    run_on_database(
+    let db = Arc::new(db::open(
         args.database_url.as_deref(),
         config,
         "async_cache_demo",
-        demo,
-    )
-    .await
-}
-
-/// The demo proper: one body for both backends, generic over the pool's
-/// manager (see [`PoolDemo`] for why it is a type and not a function).
-struct Demo<'a> {
-    args: &'a Args,
-    shutdown: CancellationToken,
-}
-
-impl PoolDemo for Demo<'_> {
-    async fn run<M>(self, pool: Pool<M>, table: ItemsTable, backend: Backend) -> anyhow::Result<()>
-    where
-        M: Manager,
-        M::Connection: ItemStore,
-    {
-        let Demo { args, shutdown } = self;
-        let Backend { name: backend, .. } = backend;
-        pool.fill().await.context("open the pool's connections")?;
-        pool.get()
-            .await?
-            .create_items(&table, args.keys)
-            .await
-            .context("create the demo table")?;
-        // A skewed sequence (u^3 puts 46% of draws in the lowest 10% of ids),
-        // the same for both phases.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-        let ids: Arc<Vec<i64>> = Arc::new(
-            (0..args.requests)
-                .map(|_| 1 + (rng.random::<f64>().powi(3) * args.keys as f64) as i64)
-                .map(|id| id.min(args.keys))
-                .collect(),
+        Args::NAME,
+    )?);
+    db.prepare(args.keys).await?;
+    let ids = Arc::new(workload::skewed_ids(
+        args.count.unwrap_or(5000),
+        args.keys,
+        args.seed,
+    ));
+    if story {
+        story::cache_opening(
+            &db,
+            args.keys,
+            ids.len(),
+            args.concurrency,
+            args.capacity,
+            args.ttl,
         );
-        if !args.output.json {
-            println!(
-                "async-cache (seed 12): read-through cache over {backend}, {} rows",
-                args.keys
-            );
-            println!(
-                "{} lookups by {} workers, skewed towards low ids; cache capacity {}, TTL {} ms",
-                ids.len(),
-                args.workers,
-                args.capacity,
-                args.ttl_ms
-            );
-        }
-
-        let direct = workload::lookups(&ids, args.workers, &shutdown, {
-            let (pool, table) = (pool.clone(), table.clone());
-            move |id| {
-                let (pool, table) = (pool.clone(), table.clone());
-                async move { Ok(Arc::new(workload::lookup(&pool, &table, id).await?)) }
-            }
-        })
-        .await;
-
-        // Capacity is >= 1 by the clap range.
-        let capacity =
-            NonZeroUsize::new(args.capacity as usize).context("capacity must be positive")?;
-        let cache: Arc<Cache<i64, Arc<Item>>> =
-            Arc::new(Cache::new(capacity, Duration::from_millis(args.ttl_ms)));
-        let cached = workload::lookups(&ids, args.workers, &shutdown, {
-            let (pool, table, cache) = (pool.clone(), table.clone(), Arc::clone(&cache));
-            move |id| {
-                let (pool, table, cache) = (pool.clone(), table.clone(), Arc::clone(&cache));
-                async move {
-                    let load = || async { workload::lookup(&pool, &table, id).await.map(Arc::new) };
-                    Ok(cache.get_or_load(id, load).await?)
-                }
-            }
-        })
-        .await;
-
-        if backend == "postgres" {
-            pool.get()
-                .await?
-                .drop_items(&table)
-                .await
-                .context("drop the demo table")?;
-        }
-        pool.close(Duration::from_secs(5)).await;
-        let stats = cache.stats();
-        let speedup =
-            direct.latency.mean.as_secs_f64() / cached.latency.mean.as_secs_f64().max(1e-12);
-        if args.output.json {
-            let summary = serde_json::json!({
-                "example": "async-cache", "backend": backend, "requests": ids.len(), "workers": args.workers,
-                "direct": direct, "cached": cached, "cache": stats, "hit_ratio": stats.hit_ratio(),
-                "mean_speedup": speedup,
-            });
-            println!("{summary}");
-        } else {
-            for (name, report) in [
-                ("direct (pool + SELECT)", &direct),
-                ("through the cache", &cached),
-            ] {
-                println!(
-                    "{name}: {} ok, {} failed, {} skipped in {:.3} s ({:.0} lookups/s)",
-                    report.ok,
-                    report.failed,
-                    report.skipped,
-                    report.elapsed_s,
-                    report.ok as f64 / report.elapsed_s.max(1e-9)
-                );
-                println!("{}\n{}", LatencySummary::HEADER, report.latency);
-            }
-            println!(
-                "cache: hit ratio {:.1}% ({} hits, {} misses), {} loads ({} misses coalesced into another's load), {} evictions, {} entries",
-                stats.hit_ratio() * 100.0,
-                stats.hits,
-                stats.misses,
-                stats.loads,
-                stats.coalesced,
-                stats.evictions,
-                stats.len
-            );
-            println!("mean lookup latency: {speedup:.1}x lower through the cache");
-        }
-        if direct.failed + cached.failed > 0 {
-            bail!(
-                "{} lookups failed (see the log)",
-                direct.failed + cached.failed
-            );
-        }
-        Ok(())
     }
+    let direct = workload::lookups(&ids, args.concurrency, &stop, {
+        let db = Arc::clone(&db);
+        move |id| {
+            let db = Arc::clone(&db);
+            async move { Ok(db.load_item(id).await?) }
+        }
+    })
+    .await;
+    let capacity = NonZeroUsize::new(args.capacity).context("capacity must be positive")?;
+    let cache: Arc<Cache<i64, Arc<Item>>> = Arc::new(Cache::new(capacity, args.ttl));
+    let cached = workload::lookups(&ids, args.concurrency, &stop, {
+        let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
+        move |id| {
+            let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
+            async move { Ok(cache.get_or_load(id, || db.load_item(id)).await?) }
+        }
+    })
+    .await;
+    db.drop_table().await?;
+    db.pool.close(Duration::from_secs(5)).await;
+    let stats = cache.stats();
+    let speedup = direct.latency.mean.as_secs_f64() / cached.latency.mean.as_secs_f64().max(1e-12);
+    if story {
+        story::cache_summary(&direct, &cached, &stats, speedup);
+    }
+    let failed = direct.failed + cached.failed;
+    Ok(Report::ok()
+        .figures(serde_json::json!({
+            "backend": db.backend, "lookups": ids.len(), "concurrency": args.concurrency,
+            "direct": direct, "cached": cached, "cache": stats, "hit_ratio": stats.hit_ratio(),
+            "mean_speedup": speedup,
+        }))
+        .fail_if((failed > 0).then(|| format!("{failed} lookups failed (see the log)"))))
 }

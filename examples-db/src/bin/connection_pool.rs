@@ -1,218 +1,135 @@
-//! connection-pool: seed Example 6 on real database connections.
-//!
-//! Opens a pool of single sqlx connections (SQLite in a temp dir by
-//! default, PostgreSQL with `--database-url`), creates and seeds a table,
-//! runs concurrent workers doing real reads and writes, prints live pool
-//! stats, and closes the pool cleanly. The pattern is in `examples_db::pool`.
+//! connection-pool: seed Example 6 on real database connections. The
+//! pattern is `examples_db::pool`; the database set-up is demo support.
 //!
 //! ```text
 //! cargo run --bin connection-pool
-//! cargo run --bin connection-pool -- --workers 64 --requests 200 --hold-ms 0
+//! cargo run --bin connection-pool -- --concurrency 64 --count 20000 --hold 0s
 //! cargo run --bin connection-pool -- --database-url postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release --bin connection-pool -- --bench   # beside deadpool
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::Parser;
-use common::LatencySummary;
-use examples_db::managers::{Backend, PoolDemo, run_on_database};
-use examples_db::pool::{Manager, Pool, PoolConfig};
-use examples_db::store::{ItemStore, ItemsTable};
-use examples_db::workload::{self, Workload};
+use common::{Example, Report, args};
+use examples_db::demo::{bench, db, story, workload};
+use examples_db::pool::PoolConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Seed Example 6 (connection pool management), ported: a generic async
 /// pool with FIFO waiters, overflow, health checks and drift-free stats,
 /// on real SQLite (default, temp dir, WAL) or PostgreSQL connections.
+/// `--bench` measures acquire+release beside deadpool instead.
 #[derive(Debug, Parser)]
-#[command(version, long_about = None)]
+#[command(version)]
 struct Args {
     /// PostgreSQL URL (postgres://user@host:port/db); default: SQLite in a temp dir.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = db::database_url, conflicts_with = "bench")]
     database_url: Option<String>,
     /// Connections kept open.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    size: u16,
+    #[arg(long, default_value = "5", value_parser = args::count(1usize, 1000))]
+    size: usize,
     /// Extra connections opened under load, closed when returned.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=1000))]
-    max_overflow: u16,
+    #[arg(long, default_value = "3", value_parser = args::count(0usize, 1000))]
+    max_overflow: usize,
     /// Concurrent workers.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    workers: u32,
-    /// Requests per worker (each: acquire, SELECT, UPDATE, hold, release).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    requests: u32,
-    /// Milliseconds each request keeps its connection after its queries.
-    #[arg(long, default_value_t = 20)]
-    hold_ms: u64,
+    #[arg(long, default_value = "10", value_parser = args::count(1usize, 100_000))]
+    concurrency: usize,
+    /// Requests in total (each: acquire, SELECT, UPDATE, hold, release)
+    /// [default: 100; with --bench, acquires per round: 2000000].
+    #[arg(long, value_parser = args::count(1u64, 1_000_000_000))]
+    count: Option<u64>,
+    /// How long each request keeps its connection after its queries.
+    #[arg(long, default_value = "20ms", value_parser = args::duration(Duration::ZERO, Duration::from_secs(3600)))]
+    hold: Duration,
     /// Rows in the demo table.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
+    #[arg(long, default_value = "1000", value_parser = args::count(1i64, 10_000_000))]
     rows: i64,
-    /// Longest wait for a connection, in milliseconds.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
-    acquire_timeout_ms: u64,
-    /// Live stats interval in milliseconds (0 = off).
-    #[arg(long, default_value_t = 100)]
-    stats_every_ms: u64,
+    /// Longest wait for a connection.
+    #[arg(long, default_value = "5s", value_parser = args::duration(Duration::from_millis(1), Duration::from_secs(3600)))]
+    timeout: Duration,
+    /// Live stats interval (0s = off).
+    #[arg(long, default_value = "100ms", value_parser = args::duration(Duration::ZERO, Duration::from_secs(3600)))]
+    stats_every: Duration,
     /// Seed for the workers' row choices.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value = "6", value_parser = args::count(0u64, u64::MAX))]
     seed: u64,
+    /// Benchmark acquire+release beside deadpool (trivial manager, no database).
+    #[arg(long)]
+    bench: bool,
+    /// Benchmark rounds per case (the median is reported).
+    #[arg(long, default_value = "5", value_parser = args::count(1u32, 100), requires = "bench")]
+    runs: u32,
     #[command(flatten)]
     output: common::OutputArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    common::init_logging(args.output.log_format);
-    // Handlers are installed by this call, before any work starts.
-    let shutdown = common::shutdown_token();
-    common::exit_code(run(args, shutdown).await)
+impl Example for Args {
+    const NAME: &'static str = "connection-pool";
+    const SEED: Option<u8> = Some(6);
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
+    }
 }
 
-async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    common::driver::main(run)
+}
+
+async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
+    let story = !args.output.json;
+    if args.bench {
+        let figures = bench::pool(args.count.unwrap_or(2_000_000), args.runs, &stop, story).await?;
+        return Ok(Report::ok().figures(figures));
+    }
     let config = PoolConfig {
-        size: args.size.into(),
-        max_overflow: args.max_overflow.into(),
-        acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
+        size: args.size,
+        max_overflow: args.max_overflow,
+        acquire_timeout: args.timeout,
     };
-    let demo = Demo {
-        args: &args,
-        shutdown,
-    };
-    run_on_database(
+    let db = db::open(
         args.database_url.as_deref(),
         config,
         "connection_pool_demo",
-        demo,
-    )
-    .await
-}
-
-/// The demo proper: one body for both backends, generic over the pool's
-/// manager (see [`PoolDemo`] for why it is a type and not a function).
-struct Demo<'a> {
-    args: &'a Args,
-    shutdown: CancellationToken,
-}
-
-impl PoolDemo for Demo<'_> {
-    async fn run<M>(self, pool: Pool<M>, table: ItemsTable, backend: Backend) -> anyhow::Result<()>
-    where
-        M: Manager,
-        M::Connection: ItemStore,
-    {
-        let Demo { args, shutdown } = self;
-        let Backend {
-            name: backend,
-            label,
-        } = backend;
-        let story = !args.output.json;
-        let c = pool.config();
-        if story {
-            println!("connection-pool (seed 6): {label}");
-            println!(
-                "pool: size {} + overflow {}, acquire timeout {:?}",
-                c.size, c.max_overflow, c.acquire_timeout
-            );
-        }
-        pool.fill().await.context("open the pool's connections")?;
-        pool.get()
-            .await?
-            .create_items(&table, args.rows)
-            .await
-            .context("create the demo table")?;
-        if story {
-            println!(
-                "opened {} connections; table {}: {} rows",
-                c.size,
-                table.name(),
-                args.rows
-            );
-            println!(
-                "{} workers x {} requests (SELECT + UPDATE, holding the connection {} ms)",
-                args.workers, args.requests, args.hold_ms
-            );
-        }
-        let work = Workload {
-            workers: args.workers as usize,
-            requests_per_worker: args.requests as usize,
-            rows: args.rows,
-            hold: Duration::from_millis(args.hold_ms),
-            seed: args.seed,
-        };
-        let mut run = std::pin::pin!(workload::run(&pool, &table, work, shutdown.clone()));
-        let report = if story && args.stats_every_ms > 0 {
-            let mut ticks = tokio::time::interval(Duration::from_millis(args.stats_every_ms));
-            ticks.tick().await; // the first tick is immediate
-            let started = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    report = &mut run => break report,
-                    _ = ticks.tick() => println!("  [{:>6.2} s] {}", started.elapsed().as_secs_f64(), pool.stats()),
-                }
-            }
-        } else {
-            run.await
-        };
-        // Clean up our PostgreSQL table (a SQLite temp dir goes with the pool).
-        if backend == "postgres" {
-            pool.get()
-                .await?
-                .drop_items(&table)
-                .await
-                .context("drop the demo table")?;
-        }
-        let before_close = pool.stats();
-        let close = pool.close(Duration::from_secs(5)).await;
-        let after = pool.stats();
-        let qps = report.ok as f64 / report.elapsed_s.max(1e-9);
-        if args.output.json {
-            let summary = serde_json::json!({
-                "example": "connection-pool", "backend": backend,
-                "workers": args.workers, "requests_per_worker": args.requests,
-                "ok": report.ok, "failed": report.failed, "skipped": report.skipped,
-                "elapsed_s": report.elapsed_s, "requests_per_s": qps,
-                "latency": report.latency, "pool": before_close, "close": close,
-                "connections_created": after.created, "connections_closed": after.closed,
-            });
-            println!("{summary}");
-        } else {
-            println!(
-                "done: {} requests ok, {} failed, {} skipped in {:.2} s ({qps:.0} requests/s)",
-                report.ok, report.failed, report.skipped, report.elapsed_s
-            );
-            println!(
-                "request latency (acquire + SELECT + UPDATE + hold):\n{}\n{}",
-                LatencySummary::HEADER,
-                report.latency
-            );
-            println!(
-                "acquire wait:\n{}\n{}",
-                LatencySummary::HEADER,
-                before_close.wait
-            );
-            println!(
-                "pool: created {}, closed {} before shutdown (overflow returned), health-check failures {}, timeouts {}",
-                before_close.created,
-                before_close.closed,
-                before_close.health_check_failures,
-                before_close.timeouts
-            );
-            println!(
-                "closed: {} idle connections, {} still in use; created {} = closed {}",
-                close.closed_idle, close.still_in_use, after.created, after.closed
-            );
-        }
-        if report.failed > 0 {
-            bail!(
-                "{} of {} requests failed (see the log)",
-                report.failed,
-                report.ok + report.failed
-            );
-        }
-        Ok(())
+        Args::NAME,
+    )?;
+    db.prepare(args.rows).await?;
+    let requests = args.count.unwrap_or(100) as usize;
+    if story {
+        story::pool_opening(&db, args.rows, args.concurrency, requests, args.hold);
     }
+    let work = workload::Workload {
+        concurrency: args.concurrency,
+        requests,
+        rows: args.rows,
+        hold: args.hold,
+        seed: args.seed,
+    };
+    let run = workload::run(&db.pool, &db.table, work, stop.clone());
+    let report = workload::with_progress(run, story, args.stats_every, || db.pool.stats()).await;
+    db.drop_table().await?;
+    let before_close = db.pool.stats();
+    let close = db.pool.close(Duration::from_secs(5)).await;
+    let after = db.pool.stats();
+    let qps = report.ok as f64 / report.elapsed_s.max(1e-9);
+    if story {
+        story::pool_summary(&report, &before_close, &close, &after);
+    }
+    let failure = (report.failed > 0).then(|| {
+        format!(
+            "{} of {} requests failed (see the log)",
+            report.failed,
+            report.ok + report.failed
+        )
+    });
+    Ok(Report::ok()
+        .figures(serde_json::json!({
+            "backend": db.backend, "concurrency": args.concurrency, "requests": requests,
+            "requests_ok": report.ok, "requests_failed": report.failed, "requests_skipped": report.skipped,
+            "run_s": report.elapsed_s, "requests_per_s": qps, "latency": report.latency,
+            "pool": before_close, "close": close,
+            "connections_created": after.created, "connections_closed": after.closed,
+        }))
+        .fail_if(failure))
 }

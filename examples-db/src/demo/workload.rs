@@ -1,8 +1,9 @@
-//! The demo workload both binaries run through the pool: workers doing a
-//! read and a write per request on real connections, measured end to end.
+//! Demo support: the workload both binaries run through the pool, workers
+//! doing a read and a write per request on real connections, measured end
+//! to end.
 //!
 //! Kept out of the binaries so they stay thin drivers, and generic over the
-//! [`Manager`] so the same code runs on SQLite and PostgreSQL.
+//! [`Manager`] (the demos use [`super::db::DbManager`], the tests fakes).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,16 +14,16 @@ use common::{LatencyRecorder, LatencySummary, Stopwatch};
 use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use super::store::{Item, ItemStore, ItemsTable};
 use crate::pool::{Manager, Pool, PoolError};
-use crate::store::{Item, ItemStore, ItemsTable};
 
 /// What one run of workers does.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
-    /// Concurrent workers (tasks).
-    pub workers: usize,
-    /// Requests each worker makes.
-    pub requests_per_worker: usize,
+    /// Concurrent workers (tasks), at least 1.
+    pub concurrency: usize,
+    /// Requests in total, shared out evenly among the workers.
+    pub requests: usize,
     /// Rows in the table (ids are drawn from 1..=rows).
     pub rows: i64,
     /// How long a request keeps its connection after its queries (the
@@ -32,7 +33,7 @@ pub struct Workload {
     pub seed: u64,
 }
 
-/// How a run went. `ok + failed + skipped == workers * requests_per_worker`:
+/// How a run went. `ok + failed + skipped == requests`:
 /// every request is accounted for, including those a shutdown prevented.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct WorkloadReport {
@@ -94,14 +95,18 @@ where
     let watch = Stopwatch::start();
     let failed = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..workload.workers {
+    let concurrency = workload.concurrency.max(1);
+    for worker in 0..concurrency {
+        // The first `requests % concurrency` workers take one extra.
+        let share =
+            workload.requests / concurrency + usize::from(worker < workload.requests % concurrency);
         let (pool, table, shutdown) = (pool.clone(), table.clone(), shutdown.clone());
         let failed = Arc::clone(&failed);
         workers.spawn(async move {
             let mut rng =
                 rand::rngs::StdRng::seed_from_u64(workload.seed.wrapping_add(worker as u64));
             let mut latencies = LatencyRecorder::new();
-            for _ in 0..workload.requests_per_worker {
+            for _ in 0..share {
                 // Between requests only: a request in progress finishes,
                 // so no connection is dropped mid-query.
                 if shutdown.is_cancelled() {
@@ -128,7 +133,7 @@ where
             Err(err) => tracing::error!("worker task failed: {err}"),
         }
     }
-    let total = (workload.workers * workload.requests_per_worker) as u64;
+    let total = workload.requests as u64;
     let (ok, failed) = (latencies.len(), failed.load(Ordering::Relaxed));
     WorkloadReport {
         ok,
@@ -180,13 +185,13 @@ pub struct LookupReport {
     pub latency: LatencySummary,
 }
 
-/// Runs `lookup` over `ids` with `workers` tasks (the cache demo runs it
-/// straight to the pool, then through the cache); worker `w` takes ids
-/// w, w + workers, ...; checks each answer is the row asked for.
+/// Runs `lookup` over `ids` with `concurrency` tasks (the cache demo runs
+/// it straight to the pool, then through the cache); task `w` takes ids
+/// w, w + concurrency, ...; checks each answer is the row asked for.
 /// Stops between lookups once `shutdown` is cancelled.
 pub async fn lookups<F, Fut>(
     ids: &Arc<Vec<i64>>,
-    workers: u32,
+    concurrency: usize,
     shutdown: &CancellationToken,
     lookup: F,
 ) -> LookupReport
@@ -196,11 +201,12 @@ where
 {
     let watch = Stopwatch::start();
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers as usize {
+    let concurrency = concurrency.max(1);
+    for worker in 0..concurrency {
         let (ids, shutdown, lookup) = (Arc::clone(ids), shutdown.clone(), lookup.clone());
         tasks.spawn(async move {
             let (mut latencies, mut failed) = (LatencyRecorder::new(), 0u64);
-            for &id in ids.iter().skip(worker).step_by(workers as usize) {
+            for &id in ids.iter().skip(worker).step_by(concurrency) {
                 if shutdown.is_cancelled() {
                     break;
                 }
@@ -241,4 +247,36 @@ where
         elapsed_s: watch.elapsed().as_secs_f64(),
         latency: latencies.summary(),
     }
+}
+
+/// Awaits `run`; meanwhile, when `print` and `every` is not zero, prints
+/// `stats()` every `every` (the live pool line of `connection-pool`).
+pub async fn with_progress<T, S: std::fmt::Display>(
+    run: impl Future<Output = T>,
+    print: bool,
+    every: Duration,
+    stats: impl Fn() -> S,
+) -> T {
+    if !print || every.is_zero() {
+        return run.await;
+    }
+    let mut run = std::pin::pin!(run);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await; // the first tick is immediate
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            done = &mut run => break done,
+            _ = ticks.tick() => println!("  [{:>6.2} s] {}", started.elapsed().as_secs_f64(), stats()),
+        }
+    }
+}
+
+/// `count` ids in `1..=keys`, skewed towards low ids (u^3 puts 46% of
+/// draws in the lowest 10%), reproducible from `seed`.
+pub fn skewed_ids(count: u64, keys: i64, seed: u64) -> Vec<i64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| (1 + (rng.random::<f64>().powi(3) * keys as f64) as i64).min(keys))
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! The demo table: `items(id, name, price_cents, views)`.
+//! Demo support: the demo table, `items(id, name, price_cents, views)`.
 //!
 //! Both binaries run the same SQL on SQLite and PostgreSQL: the statements
 //! use only syntax the two share (`$1` placeholders, `WITH RECURSIVE`,
