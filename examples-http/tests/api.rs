@@ -146,3 +146,234 @@ async fn a_limited_client_under_the_server_limit_never_sees_a_429() {
     assert_eq!(api.stats().rate_limited, 0);
     assert!(api.stats().peak_in_flight <= 4);
 }
+
+// ---- Hostile servers (issue 14): a tiny raw HTTP server on loopback ----
+
+/// What the local hostile server answers to every request.
+#[derive(Clone, Copy, Debug)]
+enum Hostile {
+    /// 429 with this `Retry-After` value.
+    RetryAfter(&'static str),
+    /// 200 with a chunked body that never ends.
+    EndlessChunked,
+    /// 200 claiming a body of 10 GiB.
+    HugeLength,
+    /// Reads the request, then never answers.
+    Hang,
+    /// 200 whose body arrives one byte every 200 ms.
+    SlowBody,
+}
+
+/// Serves `mode` on an ephemeral loopback port; returns the base URL.
+async fn hostile(mode: Hostile) -> reqwest::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                // Write errors end the connection; the client judges the rest.
+                match mode {
+                    Hostile::RetryAfter(value) => {
+                        let head = format!(
+                            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {value}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
+                    }
+                    Hostile::EndlessChunked => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+                        while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+                    }
+                    Hostile::HugeLength => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10737418240\r\n\r\n{";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        std::future::pending::<()>().await;
+                    }
+                    Hostile::Hang => std::future::pending::<()>().await,
+                    Hostile::SlowBody => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        loop {
+                            if socket.write_all(b" ").await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    reqwest::Url::parse(&format!("http://{addr}/api")).unwrap()
+}
+
+fn hostile_client(base: reqwest::Url, timeout: Duration, retries: u32) -> ApiClient {
+    common::init_crypto();
+    ApiClient::new(
+        reqwest::Client::new(),
+        base,
+        Throttle::new(Some(RateLimiter::new(100.0, 1).unwrap()), 4),
+        timeout,
+        retries,
+    )
+}
+
+/// Fails the test instead of hanging it.
+async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .expect("the call must end by itself, not hang")
+}
+
+#[tokio::test]
+async fn a_retry_after_of_u64_max_gives_up_at_once_naming_the_demand() {
+    let api = hostile_client(
+        hostile(Hostile::RetryAfter("18446744073709551615")).await,
+        Duration::from_secs(5),
+        2,
+    );
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    let ApiError::RetryAfterTooLong(too_long) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(too_long.demanded, Duration::from_secs(u64::MAX));
+    assert!(too_long.remaining <= Duration::from_secs(5));
+    assert!(err.to_string().contains("18446744073709551615 s"), "{err}");
+    // One request: it did not retry into a demand it cannot honour.
+    assert_eq!(api.stats().requests, 1);
+    assert_eq!(api.stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_of_999999999_never_sleeps_past_the_timeout() {
+    let api = hostile_client(
+        hostile(Hostile::RetryAfter("999999999")).await,
+        Duration::from_secs(2),
+        2,
+    );
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::RetryAfterTooLong(t) if t.demanded == Duration::from_secs(999_999_999)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_clamped_to_the_configured_maximum() {
+    // Clamped to 100 ms, which fits in 30 s: it waits 100 ms, retries, and
+    // reports the 429 (with the server's unclamped demand) once retries end.
+    let api = hostile_client(hostile(Hostile::RetryAfter("999999999")).await, LONG, 2)
+        .with_max_retry_after(Duration::from_millis(100));
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert_eq!(
+        err,
+        ApiError::RateLimited {
+            retry_after: Some(Duration::from_secs(999_999_999))
+        }
+    );
+    assert_eq!(api.stats().requests, 3);
+}
+
+#[tokio::test]
+async fn malformed_and_negative_retry_after_mean_absent_and_a_past_date_means_now() {
+    for value in ["soon", "-5", "1.5"] {
+        let api = hostile_client(hostile(Hostile::RetryAfter(value)).await, LONG, 1);
+        let err = within(LONG, api.user("x")).await.unwrap_err();
+        assert_eq!(err, ApiError::RateLimited { retry_after: None }, "{value}");
+        assert_eq!(api.stats().requests, 2, "{value}");
+    }
+    let past = hostile(Hostile::RetryAfter("Sun, 06 Nov 1994 08:49:37 GMT")).await;
+    let api = hostile_client(past, LONG, 1);
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert_eq!(
+        err,
+        ApiError::RateLimited {
+            retry_after: Some(Duration::ZERO)
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_absent_retry_after_that_does_not_fit_the_timeout_gives_up_at_once() {
+    // The default wait (1 s) is longer than the 300 ms timeout.
+    let api = hostile_client(
+        hostile(Hostile::RetryAfter("garbage")).await,
+        Duration::from_millis(300),
+        2,
+    );
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::RetryAfterTooLong(t) if t.demanded == Duration::from_secs(1)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_cap() {
+    let api =
+        hostile_client(hostile(Hostile::EndlessChunked).await, LONG, 0).with_max_body(64 << 10);
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert_eq!(err, ApiError::BodyTooLarge);
+}
+
+#[tokio::test]
+async fn a_declared_length_above_the_cap_is_refused_before_reading() {
+    let api = hostile_client(hostile(Hostile::HugeLength).await, LONG, 0);
+    let err = within(LONG, api.user("x")).await.unwrap_err();
+    assert_eq!(err, ApiError::BodyTooLarge);
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_or_trickles_is_a_timeout() {
+    for mode in [Hostile::Hang, Hostile::SlowBody] {
+        let api = hostile_client(hostile(mode).await, Duration::from_millis(500), 0);
+        let err = within(LONG, api.user("x")).await.unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::Timeout(Duration::from_millis(500)),
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_dropped_at_any_await_gives_back_its_permit_and_slot() {
+    let sandbox = sandbox(None, 1).await;
+    let api = client(
+        &sandbox,
+        "/api",
+        Some(RateLimiter::new(1000.0, 1).unwrap()),
+        LONG,
+    );
+    let polls = common::testing::cancel_at_every_await(
+        |_| api.user("octocat"),
+        async |n| {
+            let throttle = api.throttle();
+            assert_eq!(throttle.in_flight(), 0, "after {n} polls");
+            assert_eq!(throttle.available_permits(), 4, "after {n} polls");
+            let stats = api.stats();
+            // A dropped call is neither ok nor an error.
+            assert_eq!(stats.errors, 0, "after {n} polls");
+            assert!(stats.ok <= 1, "after {n} polls");
+        },
+    )
+    .await;
+    assert!(polls >= 2, "the call has await points: {polls}");
+    assert_eq!(api.stats().ok, 1);
+}
