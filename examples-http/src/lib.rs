@@ -9,6 +9,7 @@
 //! |---|---|---|---|
 //! | [`fetch`] | bounded fan-out, per-URL results in input order | `concurrent-fetch` | 1 |
 //! | [`rate_limit`] | GCRA rate limiter: starts per second, FIFO, no polling | `rate-limited-client` | 2 |
+//! | [`shared_limit`] | the same GCRA shared by many processes: one atomic Redis script | `rate-limited-client --shared-limit` | 2 |
 //! | [`api`] | typed JSON client: limiter + in-flight cap + typed errors | `rate-limited-client` | 2 |
 //! | [`download`] | streaming download: `.part`, fsync, verify, rename, resume | `streaming-download` | 3 |
 //! | [`bench`](mod@bench) | closed-loop sweep and open-loop (coordinated omission) load | `benchmark` | 13 |
@@ -28,3 +29,4 @@ pub mod chart;
 pub mod download;
 pub mod fetch;
 pub mod rate_limit;
+pub mod shared_limit;
