@@ -4,8 +4,8 @@
 //! Ports seed Examples 4 and 5 (see each module for what changes and why).
 //!
 //! - [`client`]: supervisor task with heartbeat + pong deadline, jittered
-//!   reconnect, bounded outbox, events as a stream.
-//! - [`backoff`]: the capped full-jitter schedule the client uses.
+//!   reconnect, bounded outbox, events as a stream, and at-least-once
+//!   [`client::Client::deliver`].
 //! - [`server`]: axum server with one `broadcast` channel per room, one
 //!   writer task per connection, a lag policy, limits, graceful shutdown,
 //!   and a browser page at `/`.
@@ -19,7 +19,6 @@
 //! cargo test -p examples-ws
 //! ```
 
-pub mod backoff;
 pub mod cli;
 pub mod client;
 pub mod load;

@@ -10,8 +10,11 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use examples_ws::backoff::{Backoff, BackoffConfig};
-use examples_ws::client::{Client, ClientConfig, Connect, Disconnect, Event, Events, SendError};
+use common::backoff::Backoff;
+use examples_ws::client::{
+    Client, ClientConfig, Connect, Delivered, DeliveryConfig, DeliveryError, Disconnect, Event,
+    Events, ReconnectSchedule, SendError,
+};
 use futures::StreamExt;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
@@ -55,9 +58,10 @@ fn config() -> ClientConfig {
     ClientConfig {
         heartbeat: Duration::from_secs(30),
         pong_timeout: Duration::from_secs(5),
-        backoff: BackoffConfig {
-            initial: ms(100),
-            max: Duration::from_secs(1),
+        backoff: Backoff {
+            base: ms(100),
+            max_delay: Duration::from_secs(1),
+            ..Backoff::default()
         },
         healthy_after: Duration::from_secs(5),
         seed: 9,
@@ -98,7 +102,8 @@ async fn reconnect_delays_follow_the_capped_jittered_schedule() {
         max_attempts: 6,
         ..config()
     };
-    let mut expected = Backoff::new(config.backoff, config.seed);
+    let mut expected = ReconnectSchedule::new(config.backoff, config.seed);
+    let config_backoff = config.backoff;
     let (_client, mut events, _servers) = start(&[false; 10], config);
     let started = Instant::now();
     let mut total = Duration::ZERO;
@@ -107,8 +112,8 @@ async fn reconnect_delays_follow_the_capped_jittered_schedule() {
             next(&mut events).await,
             Event::ConnectFailed { .. }
         ));
-        let delay = expected.delay(attempt - 1);
-        assert!(delay <= expected.ceiling(attempt - 1));
+        let delay = expected.next_delay();
+        assert!(delay <= config_backoff.exponential(attempt - 1));
         assert_eq!(
             next(&mut events).await,
             Event::Reconnecting { attempt, delay }
@@ -307,4 +312,361 @@ async fn close_while_offline_hands_back_unsent_messages_in_order() {
         "no waiting out the backoff"
     );
     assert_eq!(outbox.send("late"), Err(SendError::Stopped("late".into())));
+}
+
+// ---- issue 15 ----
+
+/// 15.1: a full event queue that nobody reads must not keep `close()`
+/// waiting: the supervisor's `emit` watches the stop token.
+#[tokio::test(start_paused = true)]
+async fn close_returns_even_when_nobody_reads_a_full_event_queue() {
+    let config = ClientConfig {
+        event_capacity: 1,
+        ..config()
+    };
+    // Refused forever: ConnectFailed and Reconnecting events pile up.
+    let (client, events, _servers) = start(&[false; 1000], config);
+    // Let the queue fill (the supervisor blocks in emit).
+    time::sleep(Duration::from_secs(5)).await;
+    let closed = time::timeout(Duration::from_secs(60), client.close()).await;
+    assert_eq!(closed, Ok(Vec::new()), "close() hung on a full event queue");
+    drop(events);
+}
+
+/// 15.1: dropping the `Client` ends its task even when the event queue is
+/// full: the outbox is closed (sends are refused) soon after.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_client_ends_its_task_even_with_a_full_event_queue() {
+    let config = ClientConfig {
+        event_capacity: 1,
+        ..config()
+    };
+    let (client, _events, _servers) = start(&[false; 1000], config);
+    time::sleep(Duration::from_secs(5)).await;
+    let outbox = client.outbox();
+    drop(client);
+    let ended = time::timeout(Duration::from_secs(60), async {
+        loop {
+            match outbox.send("probe") {
+                Err(SendError::Stopped(_)) => return,
+                _ => time::sleep(ms(10)).await,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the task outlived its dropped Client");
+}
+
+/// 15.2: a consumer that is slow to read events must not make a healthy,
+/// ping-answering server look dead: while the event queue is full the
+/// heartbeat pauses (no ping goes out and a pending pong deadline is
+/// suspended), because the socket is not being read.
+#[tokio::test(start_paused = true)]
+async fn a_slow_event_consumer_does_not_cause_a_false_pong_timeout() {
+    let config = ClientConfig {
+        heartbeat: Duration::from_secs(1),
+        pong_timeout: Duration::from_secs(2),
+        event_capacity: 1,
+        ..config()
+    };
+    let (_client, mut events, mut servers) = start(&[true; 4], config);
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    let server = servers.recv().await.unwrap();
+    let (mut server_tx, mut server_rx) = server.split();
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        for i in 0..5 {
+            server_tx
+                .send(Message::text(format!("news {i}")))
+                .await
+                .unwrap();
+        }
+        // Keep the write half alive so the connection stays up.
+        std::future::pending::<()>().await;
+    });
+    // Reading makes tungstenite answer the client's pings.
+    tokio::spawn(async move { while let Some(Ok(_)) = server_rx.next().await {} });
+    // The consumer is busy for 30 s: 10 heartbeat periods.
+    time::sleep(Duration::from_secs(30)).await;
+    for i in 0..5 {
+        assert_eq!(next(&mut events).await, Event::Message(format!("news {i}")));
+    }
+    let quiet = time::timeout(Duration::from_secs(60), events.recv()).await;
+    assert!(quiet.is_err(), "a healthy server was dropped: {quiet:?}");
+}
+
+/// 15.4: clients built with the default config draw different jitter, so
+/// five of them against a refusing peer do not reconnect in lockstep.
+#[tokio::test(start_paused = true)]
+async fn five_default_clients_against_a_refusing_peer_spread_out() {
+    let mut schedules = Vec::new();
+    for _ in 0..5 {
+        let config = ClientConfig {
+            max_attempts: 5,
+            ..ClientConfig::default()
+        };
+        let (_client, mut events, _servers) = start(&[false; 10], config);
+        let mut delays = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let Event::Reconnecting { delay, .. } = event {
+                delays.push(delay);
+            }
+        }
+        assert_eq!(delays.len(), 5);
+        schedules.push(delays);
+    }
+    for (i, a) in schedules.iter().enumerate() {
+        for b in &schedules[i + 1..] {
+            assert_ne!(a, b, "two clients share a reconnect schedule");
+        }
+    }
+    // The third reconnect happens at the sum of the first three delays.
+    let thirds: Vec<Duration> = schedules.iter().map(|d| d[..3].iter().sum()).collect();
+    let spread = thirds
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*thirds.iter().min().unwrap());
+    assert!(
+        spread > ms(15),
+        "third reconnects within {spread:?}: {thirds:?}"
+    );
+}
+
+// ---- peers that behave: echo servers on in-memory pipes ----
+
+/// How the peer behind one connection behaves.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    /// The connect fails.
+    Refuse,
+    /// Echoes every text frame.
+    Echo,
+    /// Echoes N text frames, then sends Close 1012 (a normal close).
+    EchoThenClose(usize),
+    /// Echoes N text frames, then neither reads nor writes: half-open.
+    EchoThenSilent(usize),
+    /// Reads N text frames, echoes N - 1, and drops the TCP stream.
+    SwallowThenDrop(usize),
+}
+
+/// Text frames every peer received, in order.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+struct Peers {
+    script: VecDeque<Peer>,
+    then: Peer,
+    received: Received,
+}
+
+impl Connect for Peers {
+    type Io = DuplexStream;
+
+    async fn connect(&mut self) -> Result<WebSocketStream<DuplexStream>, WsError> {
+        let peer = self.script.pop_front().unwrap_or(self.then);
+        if let Peer::Refuse = peer {
+            return Err(WsError::Io(io::ErrorKind::ConnectionRefused.into()));
+        }
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(serve(peer, server, self.received.clone()));
+        Ok(WebSocketStream::from_raw_socket(client, Role::Client, None).await)
+    }
+}
+
+async fn serve(peer: Peer, io: DuplexStream, received: Received) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let mut count = 0;
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue; // reading answers pings
+        };
+        received.lock().unwrap().push(text.to_string());
+        count += 1;
+        if let Peer::SwallowThenDrop(n) = peer
+            && count >= n
+        {
+            return;
+        }
+        if ws.send(Message::Text(text)).await.is_err() {
+            return;
+        }
+        match peer {
+            Peer::EchoThenClose(n) if count >= n => {
+                let frame = CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "every few messages".into(),
+                };
+                // The client may be gone already; the test checks delivery.
+                let _ = ws.close(Some(frame)).await;
+                return;
+            }
+            Peer::EchoThenSilent(n) if count >= n => std::future::pending::<()>().await,
+            _ => {}
+        }
+    }
+}
+
+fn start_peers(script: &[Peer], then: Peer, config: ClientConfig) -> (Client, Events, Received) {
+    let received = Received::default();
+    let connector = Peers {
+        script: script.iter().copied().collect(),
+        then,
+        received: received.clone(),
+    };
+    let (client, events) = Client::spawn(connector, config, |n| vec![format!("hello {n}")]);
+    (client, events, received)
+}
+
+async fn deliver(
+    client: &Client,
+    events: &mut Events,
+    text: &str,
+    config: &DeliveryConfig,
+) -> Result<Delivered, DeliveryError> {
+    client
+        .deliver(events, text, config, |reply| reply == text, |_| {})
+        .await
+}
+
+/// Delivery timings for the tests' `config()` (30 s heartbeat + 5 s).
+fn delivery() -> DeliveryConfig {
+    DeliveryConfig {
+        reply_timeout: Duration::from_secs(60),
+        ..DeliveryConfig::default()
+    }
+}
+
+fn copies(received: &Received, text: &str) -> usize {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| *t == text)
+        .count()
+}
+
+/// 15.3: with default timings, a peer that goes silent mid-run is found by
+/// the heartbeat before the reply deadline, reconnected to, and the run
+/// finishes.
+#[tokio::test(start_paused = true)]
+async fn with_default_timings_a_silent_peer_is_reconnected_to_and_the_run_finishes() {
+    // "hello 1", m1, m2 echoed; then silence.
+    let (client, mut events, received) = start_peers(
+        &[Peer::EchoThenSilent(3)],
+        Peer::Echo,
+        ClientConfig::default(),
+    );
+    let delivery = DeliveryConfig::default();
+    let started = Instant::now();
+    let mut resent = Vec::new();
+    for i in 1..=5 {
+        let text = format!("m{i}");
+        match deliver(&client, &mut events, &text, &delivery).await {
+            Ok(done) => resent.push(done.resent),
+            Err(err) => panic!("{text}: {err}"),
+        }
+    }
+    assert_eq!(events.connection(), Some(2), "one reconnect");
+    // m3 went into the silence (never read) and again after the reconnect.
+    assert_eq!(resent, [0, 0, 1, 0, 0]);
+    assert_eq!(copies(&received, "m3"), 1);
+    // Ping at 5 s, no pong by 10 s, reconnect (<= 100 ms), re-send at + 1 s.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed > Duration::from_secs(11) && elapsed < Duration::from_secs(12),
+        "{elapsed:?}"
+    );
+}
+
+/// 15.3: a reply timeout that does not exceed heartbeat + pong timeout
+/// would race the heartbeat; it is refused up front.
+#[tokio::test(start_paused = true)]
+async fn a_reply_timeout_within_the_heartbeat_window_is_refused() {
+    let (client, mut events, _received) = start_peers(&[], Peer::Echo, ClientConfig::default());
+    let delivery = DeliveryConfig {
+        reply_timeout: Duration::from_secs(10),
+        ..DeliveryConfig::default()
+    };
+    assert_eq!(
+        deliver(&client, &mut events, "m", &delivery).await,
+        Err(DeliveryError::ReplyTimeoutTooShort {
+            reply_timeout: Duration::from_secs(10),
+            heartbeat_window: Duration::from_secs(10),
+        })
+    );
+}
+
+/// 15.5: a message queued while offline is sent once, by the first
+/// connection, not re-queued during the outage.
+#[tokio::test(start_paused = true)]
+async fn a_message_queued_during_an_outage_reaches_the_peer_once() {
+    let config = ClientConfig {
+        backoff: Backoff {
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            jitter: common::backoff::Jitter::None,
+            ..Backoff::default()
+        },
+        ..config()
+    };
+    // Six refusals one second apart: a 6 s outage.
+    let (client, mut events, received) = start_peers(&[Peer::Refuse; 6], Peer::Echo, config);
+    let delivery = delivery();
+    let started = Instant::now();
+    let done = deliver(&client, &mut events, "m1", &delivery).await;
+    assert_eq!(done, Ok(Delivered { resent: 0 }));
+    assert_eq!(started.elapsed(), Duration::from_secs(6));
+    assert_eq!(copies(&received, "m1"), 1);
+}
+
+/// 15.5: a message lost with its connection is sent again after the
+/// reconnect, once.
+#[tokio::test(start_paused = true)]
+async fn a_message_lost_with_its_connection_is_resent_after_the_reconnect() {
+    // Reads "hello 1" and m1, echoes only the greeting, then drops.
+    let (client, mut events, received) =
+        start_peers(&[Peer::SwallowThenDrop(2)], Peer::Echo, config());
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    let done = deliver(&client, &mut events, "m1", &delivery()).await;
+    assert_eq!(done, Ok(Delivered { resent: 1 }));
+    assert_eq!(copies(&received, "m1"), 2);
+}
+
+/// 15.6: a server that closes normally after every 3 messages is working:
+/// connections that carried messages reset the failure count, so all 40
+/// arrive with the binary's default of 10 retries.
+#[tokio::test(start_paused = true)]
+async fn short_connections_that_exchanged_messages_do_not_use_up_the_retries() {
+    let config = ClientConfig {
+        max_attempts: 10,
+        healthy_after: Duration::from_secs(10),
+        ..config()
+    };
+    let (client, mut events, _received) = start_peers(&[], Peer::EchoThenClose(3), config);
+    let delivery = delivery();
+    for i in 1..=40 {
+        let text = format!("m{i}");
+        let outcome = deliver(&client, &mut events, &text, &delivery).await;
+        assert!(outcome.is_ok(), "{text}: {outcome:?}");
+    }
+}
+
+/// A connection that carried nothing still counts as a failure: a server
+/// that accepts and drops at once is given up on.
+#[tokio::test(start_paused = true)]
+async fn connections_that_carried_nothing_still_use_up_the_retries() {
+    let config = ClientConfig {
+        max_attempts: 3,
+        ..config()
+    };
+    // Reads the greeting and drops without a word back.
+    let (client, mut events, _received) = start_peers(&[], Peer::SwallowThenDrop(1), config);
+    let outcome = deliver(&client, &mut events, "m", &delivery()).await;
+    assert!(
+        matches!(&outcome, Err(DeliveryError::GaveUp { attempts: 3, last_error }) if last_error.contains("without closing handshake")),
+        "{outcome:?}"
+    );
 }

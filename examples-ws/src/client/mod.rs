@@ -9,8 +9,11 @@
 //! - It reconnects after a fixed interval and resets its attempt counter on
 //!   every successful connect, so a server that accepts and immediately drops
 //!   is retried forever at full speed. Here delays follow a capped,
-//!   full-jitter exponential schedule ([`crate::backoff`]) that resets only
-//!   after a connection stayed up for [`ClientConfig::healthy_after`].
+//!   full-jitter exponential schedule (the workspace's one
+//!   [`common::backoff::Backoff`]) that resets only after a connection that
+//!   carried messages or stayed up for [`ClientConfig::healthy_after`]. Each
+//!   client seeds its jitter from OS entropy (unless given a seed), so
+//!   clients dropped together do not come back together.
 //! - `send()` silently drops messages while offline. Here a bounded outbox
 //!   keeps them (in order) until the next connection, and a full outbox is
 //!   an error the caller sees, with the message handed back.
@@ -25,10 +28,11 @@
 //! Cancellation is a `CancellationToken`; [`Client::close`] fires it, sends a
 //! Close frame and waits for the task, returning any message it never wrote.
 //!
-//! Delivery is at most once per connection: a message written just before a
-//! connection dies may be lost in the kernel's buffers. An application that
-//! needs more acknowledges at its level (the `ws-reconnecting-client` demo
-//! re-sends what was not echoed).
+//! Delivery through [`Client::send`] is at most once per connection: a
+//! message written just before a connection dies may be lost in the
+//! kernel's buffers. [`Client::deliver`] adds at-least-once on top for a
+//! request that has a recognisable reply (an echo, an ack): it re-sends
+//! after a reconnect, never while offline (see [`delivery`]).
 //!
 //! The transport is behind the [`Connect`] trait, so tests run the same
 //! supervisor over in-memory pipes under a paused clock.
@@ -42,15 +46,21 @@
 //! cargo test -p examples-ws --test client
 //! ```
 
+pub mod delivery;
+pub mod flags;
 mod session;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::backoff::{Backoff, Delays};
 use futures::Stream;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -61,7 +71,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::{Backoff, BackoffConfig};
+pub use delivery::{Delivered, DeliveryConfig, DeliveryError};
 
 /// Opens one WebSocket connection. The real one is [`UrlConnector`]; tests
 /// hand out in-memory pipes.
@@ -83,9 +93,16 @@ pub struct UrlConnector {
 }
 
 impl UrlConnector {
-    /// Checks the URL now, so a typo fails at start-up, not on every retry.
+    /// Checks the URL now, so a typo fails at start-up, not on every retry:
+    /// anything but a well-formed `ws://` or `wss://` URL is an error.
     pub fn new(url: &str) -> Result<Self, WsError> {
-        url.into_client_request()?;
+        let request = url.into_client_request()?;
+        // tungstenite would accept http:// here and fail on every connect.
+        if !matches!(request.uri().scheme_str(), Some("ws" | "wss")) {
+            return Err(WsError::Url(
+                tokio_tungstenite::tungstenite::error::UrlError::UnsupportedUrlScheme,
+            ));
+        }
         Ok(Self {
             url: url.to_owned(),
             // Small buffers: a chat client does not need 128 KiB per socket.
@@ -121,37 +138,78 @@ pub struct ClientConfig {
     pub pong_timeout: Duration,
     /// Limit on TCP connect + TLS + WebSocket handshake.
     pub connect_timeout: Duration,
-    /// The reconnect schedule.
-    pub backoff: BackoffConfig,
-    /// A connection that lasted this long resets the schedule.
+    /// The reconnect schedule (full jitter by default).
+    pub backoff: Backoff,
+    /// A connection that lasted this long resets the schedule (so does one
+    /// on which the server sent a message).
     pub healthy_after: Duration,
     /// Retries after consecutive failures before giving up; 0 = forever.
     pub max_attempts: u32,
     /// Messages kept while offline; one more is refused with
     /// [`SendError::OutboxFull`].
     pub outbox_capacity: usize,
-    /// Events buffered for a slow consumer before reading pauses.
+    /// Events buffered for a slow consumer before reading pauses (and with
+    /// it the heartbeat: see the `session` module).
     pub event_capacity: usize,
     /// How long [`Client::close`] waits for the server's Close reply.
     pub close_timeout: Duration,
-    /// Seed of the backoff jitter.
+    /// Seed of the backoff jitter. The default draws one from OS entropy,
+    /// so clients started together spread out; set it to replay a schedule.
     pub seed: u64,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_secs(15),
-            pong_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
-            backoff: BackoffConfig::default(),
+            backoff: Backoff::default(),
             healthy_after: Duration::from_secs(30),
             max_attempts: 0,
             outbox_capacity: 256,
             event_capacity: 256,
             close_timeout: Duration::from_secs(2),
-            seed: 4,
+            // A fixed default seed made every client draw the same delays:
+            // five clients dropped together reconnected in lockstep.
+            seed: rand::random(),
         }
+    }
+}
+
+/// The reconnect delays of one client: a [`Backoff`] schedule whose
+/// randomness comes from `seed`, restarted (with fresh jitter) on
+/// [`reset`](Self::reset). Public so tests can replay a client's delays.
+#[derive(Debug)]
+pub struct ReconnectSchedule {
+    backoff: Backoff,
+    seeds: StdRng,
+    delays: Delays<StdRng>,
+}
+
+impl ReconnectSchedule {
+    /// The schedule a client with this backoff and seed follows.
+    pub fn new(backoff: Backoff, seed: u64) -> Self {
+        let mut seeds = StdRng::seed_from_u64(seed);
+        let delays = backoff.delays(StdRng::seed_from_u64(seeds.random()));
+        Self {
+            backoff,
+            seeds,
+            delays,
+        }
+    }
+
+    /// The delay before the next retry.
+    pub fn next_delay(&mut self) -> Duration {
+        // `Delays` never ends; the cap is the sane fallback all the same.
+        self.delays.next().unwrap_or(self.backoff.max_delay)
+    }
+
+    /// Starts over from the first delay (after a healthy connection).
+    pub fn reset(&mut self) {
+        self.delays = self
+            .backoff
+            .delays(StdRng::seed_from_u64(self.seeds.random()));
     }
 }
 
@@ -189,6 +247,25 @@ pub enum Event {
         /// How many retries were made.
         attempts: u32,
     },
+}
+
+/// One line for a story or a log: `connected (connection 2)`,
+/// `reconnecting in 84 ms (attempt 1)`, `<- text`, ...
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { connection } => write!(f, "connected (connection {connection})"),
+            Event::Message(text) => write!(f, "  <- {text}"),
+            Event::Binary(data) => write!(f, "  <- {} bytes", data.len()),
+            Event::Disconnected { reason } => write!(f, "disconnected: {reason}"),
+            Event::ConnectFailed { error } => write!(f, "connect failed: {error}"),
+            Event::Reconnecting { attempt, delay } => {
+                let ms = delay.as_millis();
+                write!(f, "reconnecting in {ms} ms (attempt {attempt})")
+            }
+            Event::GaveUp { attempts } => write!(f, "gave up after {attempts} reconnect attempts"),
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -234,12 +311,30 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<Event>,
+    /// The connection the events read so far say is up.
+    online: Option<u64>,
 }
 
 impl Events {
-    /// The next event, or `None` once the client has stopped.
+    /// The next event, or `None` once the client has stopped. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The connection that is up as far as the events read so far tell
+    /// (`None` before the first `Connected` and after a `Disconnected`).
+    pub fn connection(&self) -> Option<u64> {
+        self.online
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let event = std::task::ready!(self.rx.poll_recv(cx));
+        match &event {
+            Some(Event::Connected { connection }) => self.online = Some(*connection),
+            Some(Event::Disconnected { .. } | Event::GaveUp { .. }) | None => self.online = None,
+            Some(_) => {}
+        }
+        Poll::Ready(event)
     }
 }
 
@@ -247,7 +342,7 @@ impl Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        self.poll_event(cx)
     }
 }
 
@@ -280,6 +375,8 @@ pub struct Client {
     outbox: Outbox,
     stop: CancellationToken,
     task: Option<JoinHandle<Vec<String>>>,
+    /// `heartbeat + pong_timeout`: how long a silent peer may go unnoticed.
+    heartbeat_window: Duration,
 }
 
 impl Client {
@@ -288,7 +385,9 @@ impl Client {
     /// the outbox: a subscribe or an auth token.
     ///
     /// Zero capacities or a zero heartbeat are raised to the smallest
-    /// working value (1 message, 1 ms) rather than panicking.
+    /// working value (1 message, 1 ms) rather than panicking. A panic in
+    /// `on_connect` fails that connection (reported as
+    /// [`Disconnect::Failed`]) and the client reconnects.
     pub fn spawn<C, H>(connector: C, mut config: ClientConfig, on_connect: H) -> (Client, Events)
     where
         C: Connect,
@@ -301,7 +400,7 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity);
         let stop = CancellationToken::new();
         let supervisor = session::Supervisor {
-            backoff: Backoff::new(config.backoff, config.seed),
+            schedule: ReconnectSchedule::new(config.backoff, config.seed),
             connector,
             on_connect,
             outbox: outbox_rx,
@@ -317,8 +416,13 @@ impl Client {
             },
             stop,
             task: Some(tokio::spawn(supervisor.run())),
+            heartbeat_window: config.heartbeat.saturating_add(config.pong_timeout),
         };
-        (client, Events { rx: events_rx })
+        let events = Events {
+            rx: events_rx,
+            online: None,
+        };
+        (client, events)
     }
 
     /// Queues `text`; see [`Outbox::send`].
@@ -336,7 +440,9 @@ impl Client {
     pub async fn close(mut self) -> Vec<String> {
         self.stop.cancel();
         // `task` is only taken here, and close consumes self.
-        let task = self.task.take().expect("close runs once");
+        let Some(task) = self.task.take() else {
+            return Vec::new();
+        };
         match task.await {
             Ok(unsent) => unsent,
             // A panic in the supervisor is a bug: surface it, do not hide it.
