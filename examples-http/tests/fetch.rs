@@ -1,13 +1,25 @@
 //! Behaviour of the bounded fan-out (paused clock, fake fetch) and of
-//! `fetch_url` against the loopback sandbox (real time).
+//! `fetch_url` against the loopback sandbox (real time), including every
+//! mode of the sandbox's hostile catalogue.
 
+use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::sandbox::HOSTILE_MODES;
+use common::testing::cancel_at_every_await;
 use common::{Sandbox, SandboxConfig};
-use examples_http::fetch::{Concurrency, FetchError, fan_out, fetch_url, parse_http_url};
+use examples_http::fetch::{
+    Concurrency, FetchError, FetchResult, Limits, fan_out, fan_out_until, fetch_url,
+    parse_http_url, parse_url_list,
+};
+use futures::FutureExt;
 use tokio::time::Instant;
+
+fn limits(timeout: Duration) -> Limits {
+    Limits::new(timeout, 16 << 20)
+}
 
 const D: Duration = Duration::from_millis(100);
 
@@ -89,7 +101,7 @@ async fn against_the_sandbox_concurrency_achieves_at_least_half_the_ideal_speedu
     let timeout = Duration::from_secs(30);
     let fetch = |url: String| {
         let client = &client;
-        async move { fetch_url(client, &url, timeout).await }
+        async move { fetch_url(client, &url, limits(timeout)).await }
     };
     let started = Instant::now();
     let sequential = fan_out(urls.clone(), Concurrency::SEQUENTIAL, fetch).await;
@@ -126,7 +138,7 @@ async fn a_failing_url_is_reported_while_the_rest_succeed() {
     ];
     let results = fan_out(urls, bounded(4), |url| {
         let client = &client;
-        async move { fetch_url(client, &url, Duration::from_secs(30)).await }
+        async move { fetch_url(client, &url, limits(Duration::from_secs(30))).await }
     })
     .await;
     assert!(results[0].is_success());
@@ -162,7 +174,7 @@ async fn a_slow_url_times_out_with_a_typed_error() {
     let result = fetch_url(
         &client,
         &sandbox.url("/delay/5000"),
-        Duration::from_millis(200),
+        limits(Duration::from_millis(200)),
     )
     .await;
     assert_eq!(
@@ -184,4 +196,280 @@ fn malformed_urls_are_rejected_with_one_clear_line() {
         assert!(!message.contains('\n'), "{message}");
     }
     assert!(parse_http_url("https://example.com/a?b=c").is_ok());
+}
+
+#[test]
+fn url_lists_skip_comments_and_reject_empty_or_malformed_lists() {
+    let text = "# targets\n\n  https://example.com/a  \nhttp://127.0.0.1:1/b\n";
+    assert_eq!(
+        parse_url_list(text).unwrap(),
+        ["https://example.com/a", "http://127.0.0.1:1/b"]
+    );
+    assert_eq!(parse_url_list("").unwrap_err(), "no URL in the list");
+    assert_eq!(
+        parse_url_list("# only\n\n").unwrap_err(),
+        "no URL in the list"
+    );
+    let bad = parse_url_list("https://example.com\nnot a url\n").unwrap_err();
+    assert!(bad.starts_with("invalid URL \"not a url\""), "{bad}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fan_out_until_keeps_what_finished_before_the_stop() {
+    // Item i takes (i + 1) * 100 ms; two at a time; stop at 250 ms.
+    let stop = tokio::time::sleep(Duration::from_millis(250));
+    let started = AtomicUsize::new(0);
+    let slots = fan_out_until((0..6u64).collect(), bounded(2), stop, |i| {
+        started.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis((i + 1) * 100)).await;
+            i
+        }
+    })
+    .await;
+    // 0 ends at 100 ms and 2 starts; 1 ends at 200 ms and 3 starts; at
+    // 250 ms 2 (ends 400) and 3 (ends 600) are cancelled, 4 and 5 never start.
+    assert_eq!(slots, [Some(0), Some(1), None, None, None, None]);
+    assert_eq!(started.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_that_is_due_wins_over_ready_completions() {
+    let slots = fan_out_until(vec![1, 2], bounded(2), async {}, |x| async move { x }).await;
+    assert_eq!(slots, [None, None]);
+    let never = std::future::pending::<()>();
+    let slots = fan_out_until(vec![1, 2], bounded(2), never, |x| async move { x }).await;
+    assert_eq!(slots, [Some(1), Some(2)]);
+}
+
+/// Counts operations alive (started and not yet dropped).
+struct Alive<'a>(&'a AtomicUsize);
+
+impl<'a> Alive<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fan_out_dropped_at_every_await_leaves_no_operation_behind() {
+    let alive = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let polls = cancel_at_every_await(
+        |_| {
+            let (alive, finished) = (&alive, &finished);
+            fan_out((0..5u64).collect(), bounded(2), move |i| async move {
+                let _alive = Alive::new(alive);
+                tokio::time::sleep(Duration::from_millis(10 * (i + 1))).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                i
+            })
+        },
+        async |_| assert_eq!(alive.load(Ordering::SeqCst), 0),
+    )
+    .await;
+    assert!(polls > 1);
+}
+
+#[tokio::test]
+async fn fetch_url_dropped_at_every_await_leaves_the_client_usable() {
+    common::init_crypto();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = sandbox.url("/bytes/300000?chunk_size=16384");
+    let health = sandbox.url("/health");
+    let polls = cancel_at_every_await(
+        |_| fetch_url(&client, &url, limits(Duration::from_secs(10))),
+        async |n| {
+            let after = fetch_url(&client, &health, limits(Duration::from_secs(10))).await;
+            assert!(after.is_success(), "after a drop at {n}: {after:?}");
+        },
+    )
+    .await;
+    assert!(polls > 2, "{polls}");
+}
+
+#[tokio::test]
+async fn a_panic_in_the_operation_reaches_the_caller_and_fan_out_still_works() {
+    let panicked =
+        std::panic::AssertUnwindSafe(fan_out(vec![1, 2, 3], bounded(2), |x| async move {
+            assert_ne!(x, 2, "planted panic");
+            x
+        }))
+        .catch_unwind()
+        .await;
+    assert!(panicked.is_err());
+    let outputs = fan_out(vec![1, 2, 3], bounded(2), |x| async move { x * 10 }).await;
+    assert_eq!(outputs, [10, 20, 30]);
+}
+
+#[tokio::test]
+async fn the_body_cap_refuses_a_long_content_length_and_cuts_a_long_stream() {
+    common::init_crypto();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = reqwest::Client::new();
+    let cap = Limits::new(Duration::from_secs(10), 100_000);
+    let announced = fetch_url(&client, &sandbox.url("/bytes/100001"), cap).await;
+    assert_eq!(
+        announced.outcome,
+        Err(FetchError::TooLarge {
+            limit: 100_000,
+            announced: Some(100_001),
+            received: 0
+        })
+    );
+    let exact = fetch_url(&client, &sandbox.url("/bytes/100000"), cap).await;
+    assert_eq!(exact.outcome.unwrap().bytes, 100_000);
+    let streamed = fetch_url(
+        &client,
+        &sandbox.url("/bytes/100001?no_length=1&chunk_size=1000"),
+        cap,
+    )
+    .await;
+    match streamed.outcome {
+        Err(FetchError::TooLarge {
+            limit: 100_000,
+            announced: None,
+            received,
+        }) => assert_eq!(received, 100_001),
+        other => panic!("{other:?}"),
+    }
+    let message = FetchError::TooLarge {
+        limit: 10,
+        announced: Some(99),
+        received: 0,
+    }
+    .to_string();
+    assert_eq!(
+        message,
+        "body of 99 bytes (Content-Length) exceeds the 10-byte cap"
+    );
+}
+
+/// What `fetch_url` must make of one hostile mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// `FetchError::Request` whose message contains the needle.
+    Request(&'static str),
+    /// `FetchError::Body`.
+    Body,
+    /// `FetchError::Timeout`.
+    Timeout,
+    /// `FetchError::TooLarge`.
+    TooLarge,
+    /// A response with this status and a body within the cap.
+    Status(u16),
+}
+
+/// Every hostile mode, what the fetch must report, and why.
+const CATALOGUE: &[(&str, Expect)] = &[
+    (
+        "garbage-status",
+        Expect::Request("invalid HTTP status-code"),
+    ),
+    ("close-mid-headers", Expect::Request("request")),
+    ("slow-body", Expect::Timeout), // the deadline covers the body
+    ("short-body-close", Expect::Body),
+    ("short-body-hang", Expect::Timeout),
+    ("endless-chunked", Expect::TooLarge),
+    ("endless-length", Expect::TooLarge), // refused from its Content-Length
+    ("huge-headers", Expect::Request("request")),
+    ("endless-headers", Expect::Request("request")),
+    ("gzip-bomb", Expect::Status(200)), // no decompression: ~1 MiB counted
+    ("retry-after-max", Expect::Status(429)), // no retry, no sleep
+    ("retry-after-huge", Expect::Status(429)),
+    ("retry-after-past-date", Expect::Status(429)),
+    ("retry-after-garbage", Expect::Status(429)),
+    ("retry-after-negative", Expect::Status(429)),
+    ("redirect-loop", Expect::Request("too many redirects")),
+    ("bad-range", Expect::Status(200)), // no Range sent
+    ("changing", Expect::Status(200)),
+    ("no-length-cut", Expect::Status(200)), // undetectable in HTTP/1.1
+    ("hang", Expect::Timeout),
+];
+
+#[tokio::test]
+async fn every_hostile_mode_gives_one_clear_bounded_error_and_never_a_panic() {
+    let listed: BTreeSet<&str> = HOSTILE_MODES.iter().map(|(mode, _)| *mode).collect();
+    let covered: BTreeSet<&str> = CATALOGUE.iter().map(|(mode, _)| *mode).collect();
+    assert_eq!(listed, covered, "every catalogue mode has an expectation");
+
+    common::init_crypto();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = reqwest::Client::new();
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    const CAP: u64 = 4 << 20;
+    let cap = Limits::new(TIMEOUT, CAP);
+    let mut urls: Vec<String> = CATALOGUE
+        .iter()
+        .map(|(mode, _)| sandbox.url(&format!("/hostile/{mode}")))
+        .collect();
+    urls.extend(
+        CATALOGUE
+            .iter()
+            .filter(|(mode, _)| mode.starts_with("retry-after"))
+            .map(|(mode, _)| sandbox.url(&format!("/hostile/{mode}?status=503"))),
+    );
+    let started = Instant::now();
+    // All at once, through the pattern itself: bounded time is one timeout.
+    let results: Vec<FetchResult> = fan_out(urls, Concurrency::Unbounded, |url| {
+        let client = &client;
+        async move { fetch_url(client, &url, cap).await }
+    })
+    .await;
+    assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+
+    let expectations = CATALOGUE.iter().chain(
+        CATALOGUE
+            .iter()
+            .filter(|(mode, _)| mode.starts_with("retry-after")),
+    );
+    for (result, (mode, expect)) in results.iter().zip(expectations) {
+        let expect = match (*expect, result.url.contains("status=503")) {
+            (Expect::Status(_), true) => Expect::Status(503),
+            (expect, _) => expect,
+        };
+        assert!(
+            result.elapsed <= TIMEOUT + Duration::from_secs(1),
+            "{mode}: {result:?}"
+        );
+        assert!(
+            !result.is_success() || expect == Expect::Status(200),
+            "{mode}"
+        );
+        let message = match &result.outcome {
+            Ok(_) => String::new(),
+            Err(err) => err.to_string(),
+        };
+        assert!(!message.contains('\n'), "{mode}: one line: {message}");
+        match (expect, &result.outcome) {
+            (Expect::Request(needle), Err(FetchError::Request(text))) => {
+                assert!(text.contains(needle), "{mode}: {text}");
+            }
+            (Expect::Body, Err(FetchError::Body { bytes, .. })) => assert_eq!(*bytes, 500),
+            (Expect::Timeout, Err(FetchError::Timeout(t))) => assert_eq!(*t, TIMEOUT),
+            (
+                Expect::TooLarge,
+                Err(FetchError::TooLarge {
+                    limit, received, ..
+                }),
+            ) => {
+                assert_eq!(*limit, CAP);
+                // Memory: at most the cap plus one chunk was ever counted.
+                assert!(*received <= CAP + (1 << 20), "{mode}: {received}");
+            }
+            (Expect::Status(status), Ok(done)) => {
+                assert_eq!(done.status, status, "{mode}");
+                assert!(done.bytes <= CAP, "{mode}: {}", done.bytes);
+            }
+            (expect, outcome) => panic!("{mode}: expected {expect:?}, got {outcome:?}"),
+        }
+    }
 }
