@@ -473,3 +473,109 @@ async fn every_hostile_mode_gives_one_clear_bounded_error_and_never_a_panic() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_streamed_body_exactly_at_the_cap_is_accepted() {
+    common::init_crypto();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let client = reqwest::Client::new();
+    let cap = Limits::new(Duration::from_secs(10), 100_000);
+    let url = sandbox.url("/bytes/100000?no_length=1&chunk_size=1000");
+    let result = fetch_url(&client, &url, cap).await;
+    assert_eq!(result.outcome.unwrap().bytes, 100_000);
+}
+
+#[test]
+fn too_large_names_the_cap_and_what_was_read() {
+    let streamed = FetchError::TooLarge {
+        limit: 10,
+        announced: Some(10),
+        received: 11,
+    };
+    assert_eq!(
+        streamed.to_string(),
+        "body exceeds the 10-byte cap (stopped after 11 bytes)"
+    );
+    let unannounced = FetchError::TooLarge {
+        limit: 10,
+        announced: None,
+        received: 12,
+    };
+    assert_eq!(
+        unannounced.to_string(),
+        "body exceeds the 10-byte cap (stopped after 12 bytes)"
+    );
+}
+
+#[test]
+fn default_limits_are_five_seconds_and_sixteen_mebibytes() {
+    let limits = Limits::default();
+    assert_eq!(limits.timeout, Duration::from_secs(5));
+    assert_eq!(limits.max_body, 16 * 1024 * 1024);
+    assert_eq!(examples_http::fetch::DEFAULT_MAX_BODY, 16 * 1024 * 1024);
+}
+
+fn row(outcome: Result<examples_http::fetch::Fetched, FetchError>) -> FetchResult {
+    FetchResult {
+        url: "http://x/y".to_owned(),
+        elapsed: Duration::from_micros(12_345),
+        outcome,
+    }
+}
+
+#[test]
+fn a_result_prints_as_one_table_row_and_serialises_elapsed_in_ms() {
+    let ok = row(Ok(examples_http::fetch::Fetched {
+        status: 200,
+        bytes: 42,
+        content_type: Some("text/plain".to_owned()),
+    }));
+    assert_eq!(
+        ok.to_string(),
+        "   200         42       12.3  text/plain                http://x/y"
+    );
+    let failed = row(Err(FetchError::Timeout(Duration::from_secs(1))));
+    assert_eq!(
+        failed.to_string(),
+        "     -          -       12.3  -                         http://x/y\n        error: timed out after 1s"
+    );
+    assert_eq!(
+        examples_http::fetch::ROW_HEADER.len(),
+        ok.to_string().len() - "http://x/y".len() + "url".len()
+    );
+    let json = serde_json::to_value(&ok).unwrap();
+    assert_eq!(json["elapsed"], 12.345);
+}
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outer")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn error_chain_joins_every_cause() {
+    let err = Outer(std::io::Error::other("inner"));
+    assert_eq!(examples_http::fetch::error_chain(&err), "outer: inner");
+}
+
+#[test]
+fn url_files_are_read_and_a_missing_one_names_its_path() {
+    let path = std::env::temp_dir().join(format!("fetch-urls-{}.txt", std::process::id()));
+    std::fs::write(&path, "# list\nhttp://a.example/\n").unwrap();
+    let read = examples_http::fetch::read_url_file(&path);
+    // Best effort: a leftover file in the temp dir is harmless.
+    let _removed = std::fs::remove_file(&path);
+    assert_eq!(read.unwrap(), ["http://a.example/"]);
+    let missing = examples_http::fetch::read_url_file(std::path::Path::new("/nonexistent/u.txt"));
+    assert!(missing.unwrap_err().starts_with("/nonexistent/u.txt: "));
+}
