@@ -377,3 +377,63 @@ async fn a_call_dropped_at_any_await_gives_back_its_permit_and_slot() {
     assert!(polls >= 2, "the call has await points: {polls}");
     assert_eq!(api.stats().ok, 1);
 }
+
+/// Issue 14: every mode of the sandbox's hostile catalogue ends in one
+/// bounded, typed error (no panic, no hang, no unbounded body).
+#[tokio::test]
+async fn every_hostile_mode_of_the_sandbox_ends_in_one_typed_error() {
+    use ApiError::*;
+    let sandbox = sandbox(None, 1).await;
+    let timeout = Duration::from_secs(5);
+    let base = reqwest::Url::parse(&sandbox.url("/hostile")).unwrap();
+    type Check = fn(&ApiError) -> bool;
+    let table: &[(&str, Check)] = &[
+        ("garbage-status", |e| matches!(e, Transport(_))),
+        ("close-mid-headers", |e| matches!(e, Transport(_))),
+        ("slow-body", |e| matches!(e, Timeout(_))),
+        ("short-body-close", |e| matches!(e, Transport(_))),
+        ("short-body-hang", |e| matches!(e, Timeout(_))),
+        ("endless-chunked", |e| matches!(e, BodyTooLarge)),
+        ("endless-length", |e| matches!(e, BodyTooLarge)),
+        ("huge-headers", |e| matches!(e, Transport(_))),
+        ("endless-headers", |e| matches!(e, Transport(_))),
+        // No gzip decoding here: the ~1 MiB on the wire is capped or not JSON.
+        ("gzip-bomb", |e| matches!(e, BodyTooLarge | Decode(_))),
+        (
+            "retry-after-max",
+            |e| matches!(e, RetryAfterTooLong(t) if t.demanded == Duration::from_secs(u64::MAX)),
+        ),
+        (
+            "retry-after-huge",
+            |e| matches!(e, RetryAfterTooLong(t) if t.demanded == Duration::from_secs(999_999_999)),
+        ),
+        ("retry-after-past-date", |e| {
+            *e == RateLimited {
+                retry_after: Some(Duration::ZERO),
+            }
+        }),
+        ("retry-after-garbage", |e| {
+            *e == RateLimited { retry_after: None }
+        }),
+        ("retry-after-negative", |e| {
+            *e == RateLimited { retry_after: None }
+        }),
+        ("redirect-loop", |e| matches!(e, Transport(_))),
+        ("bad-range", |e| matches!(e, Decode(_))),
+        ("changing", |e| matches!(e, Decode(_))),
+        ("no-length-cut", |e| matches!(e, Decode(_))),
+        ("hang", |e| matches!(e, Timeout(_))),
+    ];
+    let runs = table.iter().map(|(mode, check)| {
+        let api = hostile_client(base.clone(), timeout, 2);
+        async move {
+            let result = within(LONG, api.get::<serde_json::Value>(&[mode], &[])).await;
+            (mode, check, result, api.stats())
+        }
+    });
+    for (mode, check, result, stats) in futures::future::join_all(runs).await {
+        let err = result.expect_err(mode);
+        assert!(check(&err), "{mode}: {err:?}");
+        assert_eq!((stats.ok, stats.errors), (0, 1), "{mode}");
+    }
+}
