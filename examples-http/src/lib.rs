@@ -13,7 +13,9 @@
 //! | [`api`] | typed JSON client: limiter + in-flight cap + typed errors | `rate-limited-client` | 2 |
 //! | [`download`] | streaming download: `.part`, fsync, verify, rename, resume | `streaming-download` | 3 |
 //! | [`bench`](mod@bench) | closed-loop sweep and open-loop (coordinated omission) load | `benchmark` | 13 |
-//! | [`chart`] | a hand-written SVG chart of a concurrency sweep | `benchmark --svg` | 13 |
+//!
+//! [`demo`] holds demo support only (charts, progress bars, printed
+//! stories), not patterns.
 //!
 //! ```text
 //! cargo run --bin concurrent-fetch
@@ -25,7 +27,7 @@
 
 pub mod api;
 pub mod bench;
-pub mod chart;
+pub mod demo;
 pub mod download;
 pub mod fetch;
 pub mod rate_limit;

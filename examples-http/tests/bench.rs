@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use examples_http::bench::{SweepConfig, closed_loop, open_loop, sweep};
-use examples_http::chart::sweep_svg;
+use examples_http::demo::chart::sweep_svg;
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {

@@ -3,35 +3,9 @@
 
 use std::time::Duration;
 
-use e2e::{Output, run};
+use e2e::run;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn json_line(output: &Output) -> serde_json::Value {
-    let lines: Vec<&str> = output.stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "--json prints one line:\n{}", output.stdout);
-    serde_json::from_str(lines[0]).expect("--json line parses")
-}
-
-/// A usage or input error: exit code `code`, one `error:` line first, no panic.
-fn assert_clear_error(output: &Output, code: i32, needle: &str) {
-    output.assert_code(code);
-    let first = output.stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("error:") && first.contains(needle),
-        "{}",
-        output.stderr
-    );
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    if code == 1 {
-        assert_eq!(
-            output.stderr.trim_end().lines().count(),
-            1,
-            "{}",
-            output.stderr
-        );
-    }
-}
 
 #[tokio::test]
 async fn streaming_download_demo_verifies_every_file() {
@@ -44,16 +18,12 @@ async fn streaming_download_demo_verifies_every_file() {
 
 #[tokio::test]
 async fn streaming_download_json_and_failures() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("json");
     let args = ["--size", "3000000", "--output-dir", dir.as_str(), "--json"];
-    let json = json_line(
-        run("streaming-download", &args, LIMIT)
-            .await
-            .unwrap()
-            .assert_code(0),
-    );
+    let output = run("streaming-download", &args, LIMIT).await.unwrap();
+    let json = output.assert_code(0).json_envelope("streaming-download");
     assert_eq!(
-        (json["ok"].as_u64(), json["bytes"].as_u64()),
+        (json["downloaded"].as_u64(), json["total_bytes"].as_u64()),
         (Some(1), Some(3_000_000)),
         "{json}"
     );
@@ -74,95 +44,157 @@ async fn streaming_download_json_and_failures() {
     let url = format!("http://{closed}/file.bin");
     let refused = run(
         "streaming-download",
-        &["--url", &url, "--output-dir", &dir, "--retries", "0"],
+        &[
+            "--url",
+            &url,
+            "--output-dir",
+            &dir,
+            "--retries",
+            "0",
+            "--json",
+        ],
         LIMIT,
     )
     .await
     .unwrap();
-    assert_clear_error(&refused, 1, "1 of 1 downloads failed");
+    refused.assert_clear_error(1, "1 of 1 downloads failed");
+    assert_eq!(refused.json_envelope("streaming-download")["ok"], false);
     assert!(!std::path::Path::new(&dir).join("file.bin").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn tempfile_dir() -> String {
-    let dir = std::env::temp_dir().join(format!("e2e-http-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.to_string_lossy().into_owned()
-}
-
 #[tokio::test]
-async fn benchmark_demo_prints_the_sweep_table() {
-    let output = run("benchmark", &[], LIMIT).await.unwrap();
-    output.assert_code(0);
-    let rows: Vec<&str> = output
-        .stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+async fn streaming_download_saves_every_url_it_is_given() {
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile_dir("three");
+    let urls: Vec<String> = [1000, 2000, 3000]
+        .iter()
+        .map(|n| sandbox.url(&format!("/bytes/{n}")))
         .collect();
-    assert_eq!(rows.len(), 4, "{}", output.stdout);
+    let mut args = vec!["--output-dir", dir.as_str()];
+    for url in &urls {
+        args.extend(["--url", url.as_str()]);
+    }
+    let output = run("streaming-download", &args, LIMIT).await.unwrap();
+    output.assert_code(0);
     assert!(
-        output.stdout.contains("speedup") && output.stdout.contains("p99 ms"),
+        output.stdout.contains("3 of 3 downloaded"),
         "{}",
         output.stdout
     );
-}
-
-#[tokio::test]
-async fn benchmark_json_and_svg_cover_every_setting() {
-    let svg = std::env::temp_dir().join(format!("e2e-sweep-{}.svg", std::process::id()));
-    let svg_arg = svg.to_string_lossy().into_owned();
-    let args = [
-        "--concurrency",
-        "1,4",
-        "--requests",
-        "16",
-        "--latency-ms",
-        "2",
-        "--json",
-        "--svg",
-        &svg_arg,
-    ];
-    let json = json_line(run("benchmark", &args, LIMIT).await.unwrap().assert_code(0));
-    let results = json["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    for key in [
-        "concurrency",
-        "throughput_rps",
-        "speedup",
-        "ideal_speedup",
-        "errors",
-        "latency",
-    ] {
-        assert!(results[0].get(key).is_some(), "{key} missing: {json}");
+    for n in [1000usize, 2000, 3000] {
+        let bytes = std::fs::read(std::path::Path::new(&dir).join(n.to_string())).unwrap();
+        assert_eq!(bytes, common::sandbox::pattern(0, n));
     }
-    assert!(results[1]["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
-    let chart = std::fs::read_to_string(&svg).unwrap();
-    assert!(chart.starts_with("<svg") && chart.contains("<polyline"));
-    std::fs::remove_file(&svg).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
-async fn benchmark_open_loop_reports_both_latencies_and_rejects_a_bad_rate() {
-    let args = [
-        "--rate",
-        "200",
-        "--requests",
-        "40",
-        "--latency-ms",
-        "2",
-        "--json",
+async fn streaming_download_rejects_bad_values_before_fetching() {
+    let hex = "a".repeat(64);
+    let cases: &[&[&str]] = &[
+        &[
+            "--url",
+            "http://127.0.0.1:1/a",
+            "--url",
+            "http://127.0.0.1:1/b",
+            "--output",
+            "/tmp/x",
+        ],
+        &["--url", "http://127.0.0.1:1/a", "--sha256", "zz"],
+        &[
+            "--url",
+            "http://127.0.0.1:1/a",
+            "--sha256",
+            &hex,
+            "--sha256",
+            &hex,
+        ],
+        &["--sha256", &hex],
+        &["--url", "ftp://127.0.0.1/a"],
+        &["--timeout", "0s"],
+        &["--concurrency", "0"],
+        &["--size", "1e19"],
     ];
-    let json = json_line(run("benchmark", &args, LIMIT).await.unwrap().assert_code(0));
-    assert_eq!(json["mode"], "open-loop");
-    assert_eq!(json["run"]["requests"].as_u64(), Some(40));
-    assert!(
-        json["run"]["response"]["p99_ms"].is_number()
-            && json["run"]["service"]["p99_ms"].is_number()
-    );
-    let bad = run("benchmark", &["--rate", "0"], LIMIT).await.unwrap();
-    assert_clear_error(&bad, 1, "--rate");
-    let zero = run("benchmark", &["--concurrency", "0"], LIMIT)
+    for args in cases {
+        let output = run("streaming-download", args, LIMIT).await.unwrap();
+        output.assert_code(2);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn streaming_download_never_replaces_a_device_node() {
+    use std::os::unix::fs::FileTypeExt;
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
         .await
         .unwrap();
-    assert_clear_error(&zero, 2, "--concurrency");
+    let url = sandbox.url("/bytes/100");
+    let args = ["--url", &url, "--output", "/dev/full", "--force"];
+    let output = run("streaming-download", &args, LIMIT).await.unwrap();
+    output.assert_clear_error(1, "1 of 1 downloads failed");
+    assert!(
+        output.stdout.contains("not a regular file"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        std::fs::metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}
+
+/// Waits until `path` exists and holds bytes.
+async fn wait_for_bytes(path: &std::path::Path) {
+    for _ in 0..600 {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} never filled", path.display());
+}
+
+#[tokio::test]
+async fn streaming_download_sigterm_keeps_the_part_and_a_second_process_is_refused() {
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile_dir("sigterm");
+    // 64 MiB at 64 KiB per 5 ms: about 5 s, long enough to interrupt.
+    let url = sandbox.url("/bytes/67108864?chunk_delay_ms=5");
+    let dest = std::path::Path::new(&dir).join("67108864");
+    let args = ["--url", &url, "--output-dir", &dir];
+    let running = e2e::spawn("streaming-download", &args).unwrap();
+    let part = std::path::Path::new(&dir).join("67108864.part");
+    wait_for_bytes(&part).await;
+    // A second process for the same destination fails at once.
+    let second = run("streaming-download", &args, LIMIT).await.unwrap();
+    second.assert_clear_error(1, "1 of 1 downloads failed");
+    assert!(
+        second.stdout.contains("another download"),
+        "{}",
+        second.stdout
+    );
+    running.signal(libc::SIGTERM).unwrap();
+    let output = running.wait(Duration::from_secs(10)).await.unwrap();
+    output.assert_code(e2e::exit::INTERRUPTED);
+    assert!(output.stdout.contains("kept in"), "{}", output.stdout);
+    assert!(!dest.exists());
+    assert!(std::fs::metadata(&part).unwrap().len() > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempfile_dir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("e2e-http-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.to_string_lossy().into_owned()
 }

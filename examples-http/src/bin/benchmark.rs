@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use common::{LatencySummary, Sandbox, SandboxConfig};
 use examples_http::bench::{SweepConfig, open_loop, sweep};
-use examples_http::chart::sweep_svg;
+use examples_http::demo::chart::sweep_svg;
 use examples_http::fetch::parse_http_url;
 
 /// Measures one reused HTTP client against the in-process sandbox (given

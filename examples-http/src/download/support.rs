@@ -1,11 +1,9 @@
 //! The small pieces around [`download`](super::download): file names that
 //! stay inside their directory, the `.part` path, digests, `Content-Range`
-//! parsing, durable renames, and the progress-bar style.
+//! parsing, `--sha256` checking and durable renames.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Url, header};
 use sha2::{Digest, Sha256};
 
@@ -16,18 +14,6 @@ pub fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
-}
-
-/// Removes a `.part` we no longer trust and says why; a retry starts over.
-pub(super) async fn restart(part: &Path, why: &str) -> DownloadError {
-    remove_quietly(part).await;
-    DownloadError::Transport(format!("{why}; discarded {} to start over", part.display()))
-}
-
-pub(super) async fn remove_quietly(path: &Path) {
-    // Best effort: if it cannot be removed the next attempt reports the
-    // real problem (or resumes from it, then fails the length/hash check).
-    let _ = tokio::fs::remove_file(path).await;
 }
 
 /// Makes the rename durable: the directory entry is data too. Best effort
@@ -67,16 +53,47 @@ pub(super) async fn hash_prefix(path: &Path, len: u64) -> Result<Sha256, Downloa
     }
 }
 
-/// `Content-Range: bytes START-END/TOTAL` as (START, Some(TOTAL)); TOTAL `*` is None.
-pub(super) fn content_range(headers: &header::HeaderMap) -> Option<(u64, Option<u64>)> {
+/// A parsed `Content-Range` response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ContentRange {
+    /// `bytes START-END/TOTAL` (END inclusive; TOTAL `*` is None).
+    Bytes {
+        start: u64,
+        end: u64,
+        total: Option<u64>,
+    },
+    /// `bytes */TOTAL`, as sent with a 416.
+    Unsatisfied(u64),
+}
+
+/// Parses `Content-Range`; anything malformed (or END before START) is None.
+pub(super) fn content_range(headers: &header::HeaderMap) -> Option<ContentRange> {
     let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
-    // `*/N` (on a 416) has no start; report 0 and the total.
-    let start = match range.trim() {
-        "*" => 0,
-        range => range.split_once('-')?.0.trim().parse().ok()?,
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        total => Some(total.parse().ok()?),
     };
-    Some((start, total.trim().parse().ok()))
+    if range.trim() == "*" {
+        return total.map(ContentRange::Unsatisfied);
+    }
+    let (start, end) = range.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (end >= start).then_some(ContentRange::Bytes { start, end, total })
+}
+
+/// Checks a `--sha256` value: exactly 64 hex digits; returns it lowercase.
+/// Use it as a clap `value_parser`, so a typo is a usage error before
+/// anything is fetched.
+pub fn parse_sha256(text: &str) -> Result<String, String> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "a SHA-256 is 64 hex digits, got {} characters: {text:?}",
+            text.chars().count()
+        ))
+    }
 }
 
 /// Lowercase hex.
@@ -108,22 +125,5 @@ pub fn file_name_for(url: &Url) -> String {
         "download".to_owned()
     } else {
         name
-    }
-}
-
-/// The bar style once the size is known (bytes, rate, ETA), or a spinner.
-pub fn style_progress(progress: &ProgressBar, label: &str, known_size: bool) {
-    let template = if known_size {
-        "{msg:24!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}"
-    } else {
-        "{msg:24!} {spinner} {bytes:>10} {bytes_per_sec:>12} (size unknown)"
-    };
-    // The templates are constants that parse; a failure is a programming error.
-    let style = ProgressStyle::with_template(template).expect("valid progress template");
-    progress.set_style(style.progress_chars("=> "));
-    progress.set_message(label.to_owned());
-    if !known_size {
-        // A spinner only moves when ticked; tick it from indicatif's thread.
-        progress.enable_steady_tick(Duration::from_millis(120));
     }
 }

@@ -1,4 +1,4 @@
-//! A concurrency sweep as an SVG chart: throughput and p99 latency against
+//! Demo support: a concurrency sweep as an SVG chart: throughput and p99 latency against
 //! concurrency, on one picture with two y axes.
 //!
 //! Hand-written SVG (a few `<polyline>`s and `<text>`s) rather than a

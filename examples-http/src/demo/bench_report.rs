@@ -1,0 +1,1 @@
+//! Demo support for `benchmark`: the printed tables.
