@@ -14,7 +14,8 @@
 //! - [`http`]: the operation both demos wrap (a GET against the sandbox's
 //!   `/flaky` endpoint) and the classifiers that map HTTP errors to each
 //!   pattern's question.
-//! - [`bench`](mod@bench): the overhead measurements behind `--bench`.
+//! - [`demo`]: demo and benchmark support (the scenarios and the
+//!   overhead measurements behind `--bench`); not a pattern.
 //!
 //! The two compose: retry *outside* the breaker, and treat
 //! [`breaker::CircuitOpen`] as "retry after `retry_in`" or as final.
@@ -25,7 +26,7 @@
 //! cargo test -p examples-resilience
 //! ```
 
-pub mod bench;
 pub mod breaker;
+pub mod demo;
 pub mod http;
 pub mod retry;

@@ -1,9 +1,10 @@
 //! `backoff-retry` and `circuit-breaker` as a user runs them: the default
-//! demos, `--json`, `--bench` at a tiny size, and bad input.
+//! demos, `--json`, `--bench` at a tiny size, Ctrl-C, hostile servers and
+//! bad input.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::run;
+use e2e::{exit, run, spawn};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -22,7 +23,9 @@ async fn backoff_retry_demo_retries_gives_up_on_the_deadline_and_stops_on_404() 
         "== jitter strategies",
         "None          [100, 200, 400, 800, 1000, 1000]",
         "ok after 3 attempt(s)",
-        "gave up (deadline exceeded) after 2 attempt(s)",
+        // 1 s demanded with less than 1 s of the 1.5 s deadline left: the
+        // loop gives up at once, naming the demand, instead of sleeping.
+        "gave up (server demanded a wait of 1 s (Retry-After), longer than the",
         "gave up (not retryable) after 1 attempt(s)",
         "HTTP 404 Not Found",
     ] {
@@ -34,8 +37,8 @@ async fn backoff_retry_demo_retries_gives_up_on_the_deadline_and_stops_on_404() 
 async fn backoff_retry_json_is_one_line_with_every_run() {
     let output = run("backoff-retry", &["--json"], LIMIT).await.unwrap();
     output.assert_code(0);
-    assert_eq!(output.stdout.lines().count(), 1, "{}", output.stdout);
-    let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let summary = output.json_envelope("backoff-retry");
+    assert_eq!(summary["seed"], 10);
     let runs = summary["runs"].as_array().unwrap();
     let outcomes: Vec<&str> = runs
         .iter()
@@ -43,7 +46,7 @@ async fn backoff_retry_json_is_one_line_with_every_run() {
         .collect();
     assert_eq!(
         outcomes,
-        ["ok", "ok", "ok", "deadline_exceeded", "not_retryable"]
+        ["ok", "ok", "ok", "retry_after_too_long", "not_retryable"]
     );
     assert_eq!(
         summary["jitter_ms"]["none"],
@@ -56,7 +59,7 @@ async fn backoff_retry_json_is_one_line_with_every_run() {
 
 #[tokio::test]
 async fn circuit_breaker_demo_opens_spares_calls_and_closes_again() {
-    let args = ["--phase-ms", "600", "--workers", "4"];
+    let args = ["--phase", "600ms", "--concurrency", "4"];
     let output = run("circuit-breaker", &args, LIMIT).await.unwrap();
     output.assert_code(0);
     let out = &output.stdout;
@@ -72,11 +75,11 @@ async fn circuit_breaker_demo_opens_spares_calls_and_closes_again() {
 
 #[tokio::test]
 async fn circuit_breaker_json_reports_phases_transitions_and_metrics() {
-    let args = ["--json", "--phase-ms", "600", "--workers", "4"];
+    let args = ["--json", "--phase", "600ms", "--concurrency", "4"];
     let output = run("circuit-breaker", &args, LIMIT).await.unwrap();
     output.assert_code(0);
-    assert_eq!(output.stdout.lines().count(), 1, "{}", output.stdout);
-    let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let summary = output.json_envelope("circuit-breaker");
+    assert_eq!(summary["seed"], 14);
     let phases = summary["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 4);
     // The healthy phase comes first, before any failure could open the circuit.
@@ -94,11 +97,11 @@ async fn circuit_breaker_json_reports_phases_transitions_and_metrics() {
 #[tokio::test]
 async fn both_bench_modes_print_one_json_line_with_medians() {
     for (bin, variants) in [("backoff-retry", 2), ("circuit-breaker", 3)] {
-        let output = run(bin, &["--bench", "--bench-calls", "2000", "--json"], LIMIT)
+        let output = run(bin, &["--bench", "--count", "2000", "--json"], LIMIT)
             .await
             .unwrap();
         output.assert_code(0);
-        let summary: serde_json::Value = serde_json::from_str(output.stdout.trim()).unwrap();
+        let summary = output.json_envelope(bin);
         assert_eq!(summary["rounds"].as_array().unwrap().len(), 3, "{bin}");
         let medians = summary["median"].as_array().unwrap();
         assert_eq!(medians.len(), variants, "{bin}");
@@ -111,9 +114,15 @@ async fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
     // Usage errors: clap, exit 2.
     for (bin, args) in [
         ("backoff-retry", &["--fail-rate", "1.5"][..]),
-        ("backoff-retry", &["--unit-ms", "0"][..]),
-        ("circuit-breaker", &["--workers", "0"][..]),
-        ("circuit-breaker", &["--phase-ms", "5"][..]),
+        ("backoff-retry", &["--unit", "0s"][..]),
+        ("backoff-retry", &["--unit", "100"][..]),
+        ("backoff-retry", &["--max-body", "18446744073709551615"][..]),
+        ("backoff-retry", &["--bench", "--fail-rate", "0.5"][..]),
+        ("backoff-retry", &["--count", "5000"][..]),
+        ("circuit-breaker", &["--concurrency", "0"][..]),
+        ("circuit-breaker", &["--phase", "5ms"][..]),
+        ("circuit-breaker", &["--pace", "1e19s"][..]),
+        ("circuit-breaker", &["--bench", "--concurrency", "4"][..]),
     ] {
         let output = run(bin, args, LIMIT).await.unwrap();
         output.assert_code(2);
@@ -136,4 +145,66 @@ async fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
             assert_one_clean_error_line(&output.stderr);
         }
     }
+}
+
+/// Ctrl-C into the demo and into each `--bench` loop: a clean stop with a
+/// report, exit 130, within a few seconds (the bench loops used to ignore
+/// SIGINT and SIGTERM; backoff-retry used to exit 1).
+#[tokio::test]
+async fn sigint_stops_every_long_running_mode_with_130_and_a_report() {
+    let modes: [(&str, &[&str], &str); 4] = [
+        ("backoff-retry", &["--unit", "1s", "--json"], "GET"),
+        ("circuit-breaker", &["--phase", "60s", "--json"], "callers"),
+        (
+            "backoff-retry",
+            &["--bench", "--count", "1000000000", "--json"],
+            "",
+        ),
+        (
+            "circuit-breaker",
+            &["--bench", "--count", "1000000000", "--json"],
+            "",
+        ),
+    ];
+    for (bin, args, _) in modes {
+        let running = spawn(bin, args).unwrap();
+        // Long enough to be inside the loop (the sandbox or the bench).
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let signalled = Instant::now();
+        running.signal(libc::SIGINT).unwrap();
+        let output = running.wait(Duration::from_secs(10)).await.unwrap();
+        output.assert_code(exit::INTERRUPTED);
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "{bin} {args:?}"
+        );
+        let summary = output.json_envelope(bin);
+        assert_eq!(summary["interrupted"], true, "{bin} {args:?}");
+    }
+}
+
+/// Every request failing (the service always answers 500) exits 1.
+#[tokio::test]
+async fn all_work_failing_exits_1() {
+    let output = run(
+        "backoff-retry",
+        &["--fail-rate", "1", "--unit", "1ms"],
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    output.assert_code(exit::FAILED);
+    assert!(
+        output.stderr.contains("error: gave up: seed config 1"),
+        "{}",
+        output.stderr
+    );
+    let output = run(
+        "circuit-breaker",
+        &["--url", "http://127.0.0.1:1", "--json"],
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    output.assert_code(exit::FAILED);
 }

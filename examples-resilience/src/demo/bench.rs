@@ -9,14 +9,24 @@
 //! `std::hint::black_box` keeps the optimiser from deleting the work.
 //!
 //! Run in `--release`; the numbers in debug builds mean nothing.
+//!
+//! Every loop checks the stop token every [`STOP_CHECK_EVERY`] calls, so
+//! Ctrl-C ends a multi-second benchmark at once with the rounds finished
+//! so far (the harness then exits 130).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::breaker::CircuitBreaker;
 use crate::retry::{Decision, Retry, RetryPolicy};
+
+/// How many calls run between two looks at the stop token: rare enough to
+/// cost nothing per call, often enough to stop within microseconds.
+pub const STOP_CHECK_EVERY: u64 = 4096;
 
 /// Bare vs wrapped cost of one call, in nanoseconds.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -54,14 +64,18 @@ async fn ok_now(i: u64) -> Result<u64, Infallible> {
     Ok(black_box(i))
 }
 
-/// Seconds taken by `calls` sequential awaits of `call(i)` in this task.
-async fn time_loop<F, Fut>(calls: u64, mut call: F) -> f64
+/// Seconds taken by `calls` sequential awaits of `call(i)` in this task
+/// (stops early, with the time so far, once `stop` is cancelled).
+async fn time_loop<F, Fut>(calls: u64, stop: &CancellationToken, mut call: F) -> f64
 where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = u64>,
 {
     let start = Instant::now();
     for i in 0..calls {
+        if i % STOP_CHECK_EVERY == 0 && stop.is_cancelled() {
+            break;
+        }
         black_box(call(i).await);
     }
     start.elapsed().as_secs_f64()
@@ -69,7 +83,7 @@ where
 
 /// The retry loop's happy path (the first attempt succeeds), without and
 /// with a deadline (which wraps each attempt in `tokio::time::timeout_at`).
-pub async fn retry_happy_path(calls: u64) -> Vec<Overhead> {
+pub async fn retry_happy_path(calls: u64, stop: &CancellationToken) -> Vec<Overhead> {
     let mut out = Vec::new();
     for (variant, deadline) in [
         ("retry", None),
@@ -81,9 +95,14 @@ pub async fn retry_happy_path(calls: u64) -> Vec<Overhead> {
         };
         let retry = Retry::new(policy, |_: &Infallible| Decision::Retry);
         // Warm-up, so page faults and lazy init do not land in the first variant.
-        time_loop(calls / 10, |i| async move { ok_now(i).await.unwrap_or(0) }).await;
-        let bare = time_loop(calls, |i| async move { ok_now(i).await.unwrap_or(0) }).await;
-        let wrapped = time_loop(calls, |i| {
+        time_loop(
+            calls / 10,
+            stop,
+            |i| async move { ok_now(i).await.unwrap_or(0) },
+        )
+        .await;
+        let bare = time_loop(calls, stop, |i| async move { ok_now(i).await.unwrap_or(0) }).await;
+        let wrapped = time_loop(calls, stop, |i| {
             let retry = &retry;
             async move { retry.run(|| ok_now(i)).await.map_or(0, |r| r.value) }
         })
@@ -97,30 +116,46 @@ pub async fn retry_happy_path(calls: u64) -> Vec<Overhead> {
 ///
 /// Tasks are spawned on the current runtime (the binary's multi-thread
 /// runtime), so with more than one task the breaker's mutex is contended.
-pub async fn breaker_closed(breaker: &CircuitBreaker, tasks: usize, calls: u64) -> Overhead {
+pub async fn breaker_closed(
+    breaker: &CircuitBreaker,
+    tasks: usize,
+    calls: u64,
+    stop: &CancellationToken,
+) -> Overhead {
     let per_task = calls / tasks as u64;
     let run = |wrapped: bool| {
         let breaker = breaker.clone();
+        let stop = stop.clone();
         async move {
             let start = Instant::now();
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..tasks {
                 let breaker = breaker.clone();
+                let stop = stop.clone();
                 set.spawn(async move {
                     if wrapped {
-                        time_loop(per_task, |i| {
+                        time_loop(per_task, &stop, |i| {
                             let breaker = &breaker;
                             async move { breaker.call(|| ok_now(i)).await.unwrap_or(0) }
                         })
                         .await
                     } else {
-                        time_loop(per_task, |i| async move { ok_now(i).await.unwrap_or(0) }).await
+                        time_loop(
+                            per_task,
+                            &stop,
+                            |i| async move { ok_now(i).await.unwrap_or(0) },
+                        )
+                        .await
                     }
                 });
             }
             // A panicking bench task is a bug worth seeing: re-raise it.
             while let Some(joined) = set.join_next().await {
-                joined.expect("bench task panicked");
+                if let Err(err) = joined
+                    && err.is_panic()
+                {
+                    std::panic::resume_unwind(err.into_panic());
+                }
             }
             start.elapsed().as_secs_f64()
         }
@@ -137,15 +172,24 @@ pub async fn breaker_closed(breaker: &CircuitBreaker, tasks: usize, calls: u64) 
     )
 }
 
-/// Runs `measure` `n` times (each returns one [`Overhead`] per variant).
-pub async fn rounds<F, Fut>(n: usize, mut measure: F) -> Vec<Vec<Overhead>>
+/// Runs `measure` up to `n` times (each returns one [`Overhead`] per
+/// variant); a round cut by `stop` is dropped, the finished ones are kept.
+pub async fn rounds<F, Fut>(
+    n: usize,
+    stop: &CancellationToken,
+    mut measure: F,
+) -> Vec<Vec<Overhead>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Vec<Overhead>>,
 {
     let mut all = Vec::with_capacity(n);
     for _ in 0..n {
-        all.push(measure().await);
+        let round = measure().await;
+        if stop.is_cancelled() {
+            break;
+        }
+        all.push(round);
     }
     all
 }
@@ -162,26 +206,33 @@ pub fn medians(rounds: &[Vec<Overhead>]) -> Vec<Overhead> {
         .collect()
 }
 
-/// Prints every round and the medians, or one JSON line with `json`.
-pub fn report(title: &str, rounds: &[Vec<Overhead>], json: bool) -> anyhow::Result<()> {
-    let medians = medians(rounds);
-    let profile = if cfg!(debug_assertions) {
+/// The build profile, as the figures should be read.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
         "debug (figures meaningless; use --release)"
     } else {
         "release"
-    };
-    if json {
-        let line = serde_json::json!({ "bench": title, "profile": profile, "rounds": rounds, "median": medians });
-        println!("{line}");
-        return Ok(());
     }
+}
+
+/// The envelope figures: `bench`, `profile`, `rounds`, `median` (each
+/// entry with `variant`, `tasks`, `calls`, `bare_ns`, `wrapped_ns`,
+/// `overhead_ns`).
+pub fn figures(title: &str, rounds: &[Vec<Overhead>]) -> serde_json::Value {
+    serde_json::json!({ "bench": title, "profile": profile(), "rounds": rounds, "median": medians(rounds) })
+}
+
+/// The human table: every round and the medians.
+pub fn print(title: &str, rounds: &[Vec<Overhead>]) {
+    let medians = medians(rounds);
     println!(
-        "{title}: ns per call, {profile} build, {} rounds",
+        "{title}: ns per call, {} build, {} rounds",
+        profile(),
         rounds.len()
     );
     println!(
-        "{:>8} {:>6} {:>12} {:>12} {:>12} {:>12}",
-        "round", "tasks", "calls", "bare", "wrapped", "overhead"
+        "{:>8} {:<16} {:>6} {:>12} {:>12} {:>12} {:>12}",
+        "round", "variant", "tasks", "calls", "bare", "wrapped", "overhead"
     );
     let rows = rounds
         .iter()
@@ -195,5 +246,4 @@ pub fn report(title: &str, rounds: &[Vec<Overhead>], json: bool) -> anyhow::Resu
             );
         }
     }
-    Ok(())
 }
