@@ -4,7 +4,7 @@
 //! Several of these behaviours cannot be produced by a correct HTTP stack
 //! (axum/hyper will not write a garbage status line, lie about a
 //! Content-Length or end headers early), so the sandbox's listener
-//! ([`SplitListener`]) peeks at the request line of every new connection:
+//! (`SplitListener`) peeks at the request line of every new connection:
 //! `/hostile/...` connections go to the raw writer in this module, every
 //! other connection goes to axum unchanged. Each hostile connection serves
 //! exactly one request and then closes (or hangs, where that is the point).

@@ -21,7 +21,7 @@
 //!
 //! `/hostile/{mode}` answers the way a broken or malicious server would, so
 //! every client can be tested against it (issue 14). It is served on the
-//! same port by a raw writer (see [`hostile`](self::hostile) for how), one
+//! same port by a raw writer (see [`hostile`] for how), one
 //! request per connection. Every mode is bounded on the server side and
 //! ends at [`Sandbox::shutdown`]. `?bytes=N` defaults to 1000.
 //!
