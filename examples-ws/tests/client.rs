@@ -670,3 +670,204 @@ async fn connections_that_carried_nothing_still_use_up_the_retries() {
         "{outcome:?}"
     );
 }
+
+// ---- panics, URLs, cancellation ----
+
+/// A panic in the on-connect hook fails that connection, is reported, and
+/// the client reconnects (the hook runs again) and keeps working.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_on_connect_hook_fails_one_connection_not_the_client() {
+    let received = Received::default();
+    let connector = Peers {
+        script: VecDeque::new(),
+        then: Peer::Echo,
+        received: received.clone(),
+    };
+    let (client, mut events) = Client::spawn(connector, config(), |n| {
+        assert!(n != 1, "hook bug on connection {n}");
+        vec![format!("hello {n}")]
+    });
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    match next(&mut events).await {
+        Event::Disconnected {
+            reason: Disconnect::Failed(reason),
+        } => assert!(
+            reason.contains("on-connect hook panicked: hook bug on connection 1"),
+            "{reason}"
+        ),
+        other => panic!("expected the hook's failure, got {other:?}"),
+    }
+    assert!(matches!(
+        next(&mut events).await,
+        Event::Reconnecting { attempt: 1, .. }
+    ));
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 2 });
+    let done = deliver(&client, &mut events, "after the panic", &delivery()).await;
+    assert_eq!(done, Ok(Delivered { resent: 0 }));
+    assert_eq!(client.close().await, Vec::<String>::new());
+}
+
+/// A panic in `deliver`'s callbacks unwinds to the caller; the client and
+/// its events stay usable.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_delivery_callback_leaves_the_client_usable() {
+    use futures::FutureExt;
+    use std::panic::AssertUnwindSafe;
+    let (client, mut events, _received) = start_peers(&[], Peer::Echo, config());
+    let delivery = delivery();
+    let observe_panics = client.deliver(
+        &mut events,
+        "a",
+        &delivery,
+        |r| r == "a",
+        |_| panic!("observer bug"),
+    );
+    assert!(
+        AssertUnwindSafe(observe_panics)
+            .catch_unwind()
+            .await
+            .is_err()
+    );
+    let check_panics = client.deliver(&mut events, "b", &delivery, |_| panic!("check bug"), |_| {});
+    assert!(AssertUnwindSafe(check_panics).catch_unwind().await.is_err());
+    let done = deliver(&client, &mut events, "c", &delivery).await;
+    assert!(done.is_ok(), "{done:?}");
+}
+
+/// 15.8: only ws:// and wss:// URLs make a connector.
+#[test]
+fn only_websocket_urls_make_a_connector() {
+    use examples_ws::client::UrlConnector;
+    for good in ["ws://127.0.0.1:1/x", "wss://example.invalid/"] {
+        assert!(UrlConnector::new(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "http://127.0.0.1:1/x",
+        "https://x/",
+        "ftp://x/",
+        "not a url",
+        "",
+    ] {
+        assert!(UrlConnector::new(bad).is_err(), "{bad}");
+    }
+}
+
+/// `close()` dropped at any await point: the task still ends (sends are
+/// refused, the event stream ends) and the peer still gets its Close.
+#[tokio::test(start_paused = true)]
+async fn close_cancelled_at_every_await_still_stops_the_client() {
+    use common::testing::cancel_at_every_await;
+    type Left = (
+        examples_ws::client::Outbox,
+        Events,
+        mpsc::Receiver<ServerSide>,
+    );
+    let left: std::sync::Arc<std::sync::Mutex<Option<Left>>> = Default::default();
+    let polls = cancel_at_every_await(
+        |_| {
+            let left = left.clone();
+            async move {
+                let (client, mut events, servers) = start(&[true], config());
+                assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+                *left.lock().unwrap() = Some((client.outbox(), events, servers));
+                client.close().await
+            }
+        },
+        async |n| {
+            let Some((outbox, mut events, mut servers)) = left.lock().unwrap().take() else {
+                return; // dropped before the client was up
+            };
+            let mut server = servers.recv().await.expect("connected once");
+            let close = time::timeout(Duration::from_secs(60), async {
+                loop {
+                    match server.next().await {
+                        Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                        Some(Ok(_)) => {}
+                        other => panic!("n={n}: no Close frame: {other:?}"),
+                    }
+                }
+            });
+            assert_eq!(close.await, Ok(Some(1000)), "n={n}");
+            let ended = time::timeout(Duration::from_secs(60), async {
+                while events.recv().await.is_some() {}
+            });
+            assert!(ended.await.is_ok(), "n={n}: the task outlived close()");
+            assert_eq!(
+                outbox.send("x"),
+                Err(SendError::Stopped("x".into())),
+                "n={n}"
+            );
+        },
+    )
+    .await;
+    assert!(polls >= 2, "close() has await points: {polls}");
+}
+
+/// `deliver()` dropped at any await point leaves the client working: the
+/// next delivery on the same client and events succeeds.
+#[tokio::test(start_paused = true)]
+async fn deliver_cancelled_at_every_await_leaves_the_client_working() {
+    use common::testing::cancel_at_every_await;
+    // Drops each connection after 2 texts, so deliveries cross reconnects.
+    let (client, events, received) = start_peers(&[], Peer::EchoThenClose(2), config());
+    let shared = std::sync::Arc::new(tokio::sync::Mutex::new((client, events)));
+    let polls = cancel_at_every_await(
+        |n| {
+            let shared = shared.clone();
+            async move {
+                let mut guard = shared.lock().await;
+                let (client, events) = &mut *guard;
+                let text = format!("cancelled {n}");
+                deliver(client, events, &text, &delivery()).await
+            }
+        },
+        async |n| {
+            let mut guard = shared.lock().await;
+            let (client, events) = &mut *guard;
+            let text = format!("probe {n}");
+            let done = deliver(client, events, &text, &delivery()).await;
+            assert!(done.is_ok(), "n={n}: {done:?}");
+            assert!(copies(&received, &text) >= 1);
+        },
+    )
+    .await;
+    assert!(polls >= 2, "{polls}");
+}
+
+/// `Events::recv()` dropped at any await point loses no event and keeps
+/// the connection state right.
+#[tokio::test(start_paused = true)]
+async fn events_recv_cancelled_at_every_await_loses_nothing() {
+    use common::testing::cancel_at_every_await;
+    let (_client, events, _received) = start_peers(&[Peer::Refuse], Peer::Echo, config());
+    let events = std::sync::Arc::new(tokio::sync::Mutex::new(events));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let polls = cancel_at_every_await(
+        |_| {
+            let (events, seen) = (events.clone(), seen.clone());
+            async move {
+                let mut events = events.lock().await;
+                // Wait for the Connected that follows one refusal.
+                while let Some(event) = events.recv().await {
+                    let connected = matches!(event, Event::Connected { .. });
+                    seen.lock().unwrap().push(event);
+                    if connected {
+                        return;
+                    }
+                }
+            }
+        },
+        async |_| {},
+    )
+    .await;
+    assert!(polls >= 2, "{polls}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(matches!(seen[0], Event::ConnectFailed { .. }), "{seen:?}");
+    assert!(
+        matches!(seen[1], Event::Reconnecting { attempt: 1, .. }),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], Event::Connected { connection: 1 });
+    assert_eq!(seen.len(), 3, "each event once: {seen:?}");
+    assert_eq!(events.lock().await.connection(), Some(1));
+}
