@@ -34,6 +34,22 @@
 //! request that has a recognisable reply (an echo, an ack): it re-sends
 //! after a reconnect, never while offline (see [`delivery`]).
 //!
+//! Hostile or broken peers it defends against, and how:
+//!
+//! - a half-open peer (never answers pings): the pong deadline;
+//! - a peer that stops reading: every write has a deadline
+//!   ([`Disconnect::WriteTimeout`]);
+//! - a handshake that stalls: [`ClientConfig::connect_timeout`];
+//! - a peer that accepts and drops at once: the backoff climbs (only a
+//!   connection that carried messages or lasted resets it) and
+//!   [`ClientConfig::max_attempts`] gives up;
+//! - a huge message: tungstenite's 16 MiB message limit on the connector;
+//! - a peer that never answers our Close: [`ClientConfig::close_timeout`];
+//! - a non-WebSocket URL: refused by [`UrlConnector::new`] at start-up;
+//! - and on our side, a consumer that stops reading events: back-pressure
+//!   pauses reading (and the heartbeat with it), and `close()`/drop still
+//!   stop the task.
+//!
 //! The transport is behind the [`Connect`] trait, so tests run the same
 //! supervisor over in-memory pipes under a paused clock.
 //!
@@ -437,6 +453,8 @@ impl Client {
 
     /// Sends a Close frame (waiting at most `close_timeout` for the reply),
     /// ends the task, and returns the messages that were never written.
+    /// Never waits on the event queue: it returns even if nobody reads
+    /// events. Dropping this future midway still stops the client.
     pub async fn close(mut self) -> Vec<String> {
         self.stop.cancel();
         // `task` is only taken here, and close consumes self.
