@@ -198,3 +198,142 @@ fn tempfile_dir(name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir.to_string_lossy().into_owned()
 }
+
+#[tokio::test]
+async fn benchmark_demo_prints_the_sweep_table() {
+    let output = run("benchmark", &[], LIMIT).await.unwrap();
+    output.assert_code(0);
+    let rows: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", output.stdout);
+    assert!(
+        output.stdout.contains("speedup") && output.stdout.contains("p99 ms"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[tokio::test]
+async fn benchmark_json_and_svg_cover_every_setting() {
+    let svg = std::env::temp_dir().join(format!("e2e-sweep-{}.svg", std::process::id()));
+    let svg_arg = svg.to_string_lossy().into_owned();
+    let args = [
+        "--concurrency",
+        "1,4",
+        "--count",
+        "16",
+        "--latency",
+        "2ms",
+        "--json",
+        "--svg",
+        &svg_arg,
+    ];
+    let output = run("benchmark", &args, LIMIT).await.unwrap();
+    let json = output.assert_code(0).json_envelope("benchmark");
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for key in [
+        "concurrency",
+        "throughput_per_s",
+        "speedup",
+        "ideal_speedup",
+        "errors",
+        "error_rate",
+        "latency",
+    ] {
+        assert!(results[0].get(key).is_some(), "{key} missing: {json}");
+    }
+    assert!(results[1]["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("<polyline"));
+    std::fs::remove_file(&svg).unwrap();
+}
+
+#[tokio::test]
+async fn benchmark_open_loop_reports_both_latencies_and_rejects_bad_values() {
+    let args = [
+        "--rate",
+        "200",
+        "--count",
+        "40",
+        "--latency",
+        "2ms",
+        "--json",
+    ];
+    let output = run("benchmark", &args, LIMIT).await.unwrap();
+    let json = output.assert_code(0).json_envelope("benchmark");
+    assert_eq!(json["mode"], "open-loop");
+    assert_eq!(json["run"]["requests"].as_u64(), Some(40));
+    assert!(
+        json["run"]["response"]["p99_ms"].is_number()
+            && json["run"]["service"]["p99_ms"].is_number()
+    );
+    let cases: &[&[&str]] = &[
+        &["--rate", "0"],
+        &["--rate", "1e-300"],
+        &["--rate", "NaN"],
+        &["--concurrency", "0"],
+        &["--timeout", "1e19s"],
+        &["--max-error-rate", "2"],
+        &["--rate", "10", "--concurrency", "1,2"],
+        &["--duration", "1s"],
+        &["--url", "http://127.0.0.1:1/", "--latency", "5ms"],
+    ];
+    for args in cases {
+        let output = run("benchmark", args, LIMIT).await.unwrap();
+        output.assert_code(2);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn benchmark_with_every_request_failing_exits_1_with_no_throughput() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/");
+    for extra in [&[][..], &["--rate", "500", "--count", "50"][..]] {
+        let mut args = vec![
+            "--url",
+            url.as_str(),
+            "--concurrency",
+            "4",
+            "--count",
+            "32",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let output = run("benchmark", &args, LIMIT).await.unwrap();
+        output.assert_clear_error(1, "error rate 100.0%");
+        let json = output.json_envelope("benchmark");
+        let ok = json["results"][0]["throughput_per_s"]
+            .as_f64()
+            .or(json["run"]["achieved_per_s"].as_f64());
+        assert_eq!(ok, Some(0.0), "{json}");
+    }
+}
+
+#[tokio::test]
+async fn benchmark_stops_on_sigint_with_a_report_in_both_modes() {
+    for args in [
+        &["--count", "10000000", "--json"][..],
+        &["--rate", "100", "--duration", "1h", "--json"][..],
+    ] {
+        let running = e2e::spawn("benchmark", args).unwrap();
+        // The sweep prints nothing before its end: wait for the sandbox to answer.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        running.signal(libc::SIGINT).unwrap();
+        let output = running.wait(Duration::from_secs(10)).await.unwrap();
+        output.assert_code(e2e::exit::INTERRUPTED);
+        let json = output.json_envelope("benchmark");
+        assert_eq!(json["interrupted"], true, "{json}");
+    }
+}

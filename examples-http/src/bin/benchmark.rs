@@ -2,191 +2,175 @@
 //!
 //! ```text
 //! cargo run --bin benchmark
-//! cargo run --release --bin benchmark -- --latency-ms 0 --concurrency 1,16,64 --requests 100000 --rounds 3
-//! cargo run --release --bin benchmark -- --url http://127.0.0.1/index.html --concurrency 64 --requests 200000
-//! cargo run --bin benchmark -- --rate 400 --max-in-flight 4 --requests 400    # coordinated omission
+//! cargo run --release --bin benchmark -- --latency 0s --concurrency 1,16,64 --count 100000 --runs 3
+//! cargo run --release --bin benchmark -- --url http://127.0.0.1/index.html --concurrency 64 --count 200000
+//! cargo run --bin benchmark -- --rate 400 --concurrency 4 --count 400    # coordinated omission
 //! cargo run --bin benchmark -- --svg target/sweep.svg
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use common::{LatencySummary, Sandbox, SandboxConfig};
-use examples_http::bench::{SweepConfig, open_loop, sweep};
-use examples_http::demo::chart::sweep_svg;
+use common::{Example, Report, Sandbox, SandboxConfig, args};
+use examples_http::bench::{Control, SweepConfig, error_rate, http_get, open_loop, sweep};
+use examples_http::demo::{bench_report as story, chart::sweep_svg};
 use examples_http::fetch::parse_http_url;
+use reqwest::Url;
+use tokio_util::sync::CancellationToken;
 
 /// Measures one reused HTTP client against the in-process sandbox (given
 /// latency and jitter) or a real URL: warm-up, then for each concurrency
-/// setting `--rounds` closed-loop rounds, with throughput, latency
-/// p50/p90/p99/max and the speedup beside its ideal. `--rate` switches to an
-/// open loop (fixed schedule, latency from the intended start) to show
+/// setting `--runs` closed-loop rounds, with successful requests/s, latency
+/// p50/p90/p99/max and the speedup beside its ideal. Failed requests are
+/// counted apart (by kind) and never enter throughput or latency; the exit
+/// code is 1 when their rate passes --max-error-rate. `--rate` switches to
+/// an open loop (fixed schedule, latency from the intended start) to show
 /// coordinated omission. Ports seed Example 13 (sequential vs gather).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Target URL (default: the sandbox's /delay/{latency}).
-    #[arg(long)]
-    url: Option<String>,
-    /// Sandbox latency per request, in ms (0 = /health, no timer).
-    #[arg(long, default_value_t = 10)]
-    latency_ms: u64,
-    /// Sandbox: extra seeded random latency 0..=J ms per request.
-    #[arg(long, default_value_t = 5)]
-    jitter_ms: u64,
-    /// Concurrency settings to sweep, comma separated (1 = sequential).
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64",
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    concurrency: Vec<u64>,
-    /// Requests per round (and in total for --rate).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
-    requests: u64,
-    /// Rounds per concurrency setting; the median throughput is reported.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    rounds: u32,
+    #[arg(long, value_parser = parse_http_url)]
+    url: Option<Url>,
+    /// Sandbox latency per request (0s = /health, no timer).
+    #[arg(long, default_value = "10ms", conflicts_with = "url", value_parser = args::duration(Duration::ZERO, Duration::from_secs(10)))]
+    latency: Duration,
+    /// Sandbox: extra seeded random latency, up to this much per request.
+    #[arg(long, default_value = "5ms", conflicts_with = "url", value_parser = args::duration(Duration::ZERO, Duration::from_secs(10)))]
+    jitter: Duration,
+    /// Requests in flight: the settings to sweep, comma separated (default
+    /// 1,4,16,64); with --rate, one value, the open loop's cap (default 1000).
+    #[arg(long, value_delimiter = ',', value_parser = args::count(1usize, 10_000))]
+    concurrency: Vec<usize>,
+    /// Requests per run (in total with --rate).
+    #[arg(long, default_value = "128", value_parser = args::count(1u64, 10_000_000))]
+    count: u64,
+    /// Runs per concurrency setting; the median throughput is reported.
+    #[arg(long, default_value = "1", value_parser = args::count(1u32, 100))]
+    runs: u32,
     /// Unmeasured requests first, to open connections.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value = "64", value_parser = args::count(0u64, 1_000_000))]
     warmup: u64,
     /// Open loop: send this many requests per second on a fixed schedule.
-    #[arg(long)]
+    #[arg(long, value_parser = args::rate(0.001, 1e6))]
     rate: Option<f64>,
-    /// Open loop: most requests in flight (the client's own queue beyond it).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    max_in_flight: u64,
+    /// Open loop: run for this long (--rate x --duration requests) instead of --count.
+    #[arg(long, requires = "rate", conflicts_with = "count", value_parser = args::duration(Duration::from_millis(1), Duration::from_secs(24 * 3600)))]
+    duration: Option<Duration>,
+    /// Longest one request may take; past it, it counts as a timeout error.
+    #[arg(long, default_value = "10s", value_parser = args::duration(Duration::from_millis(1), Duration::from_secs(3600)))]
+    timeout: Duration,
+    /// Exit 1 when failed requests / requests is above this fraction.
+    #[arg(long, default_value = "0", value_parser = args::fraction())]
+    max_error_rate: f64,
     /// Write an SVG chart of the sweep (throughput and p99 vs concurrency).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "rate")]
     svg: Option<PathBuf>,
     #[command(flatten)]
     output: common::OutputArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    common::init_logging(args.output.log_format);
-    common::init_crypto();
-    let outcome = tokio::select! {
-        result = run(args) => result,
-        () = common::shutdown_signal() => {
-            println!("interrupted: the load stopped, partial results discarded");
-            Ok(())
+impl Example for Args {
+    const NAME: &'static str = "benchmark";
+    const SEED: Option<u8> = Some(13);
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.rate.is_some() && self.concurrency.len() > 1 {
+            return Err("--rate takes one --concurrency value (the in-flight cap)".into());
         }
-    };
-    common::exit_code(outcome)
+        if let (Some(rate), Some(d)) = (self.rate, self.duration)
+            && rate * d.as_secs_f64() > 10e6
+        {
+            return Err("--rate x --duration is more than 10,000,000 requests".into());
+        }
+        Ok(())
+    }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(rate) = args.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        bail!("--rate must be a number of requests per second > 0, got {rate}");
-    }
-    let (sandbox, url) = match &args.url {
-        Some(url) => (None, parse_http_url(url).map_err(anyhow::Error::msg)?),
+fn main() -> ExitCode {
+    common::driver::main(run)
+}
+
+async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
+    let (_sandbox, url, target) = match &args.url {
+        Some(url) => (None, url.clone(), url.to_string()),
         None => {
             let sandbox = Sandbox::start(SandboxConfig::default())
                 .await
                 .context("start the sandbox")?;
-            let path = match args.latency_ms {
+            let (ms, jitter) = (args.latency.as_millis(), args.jitter.as_millis());
+            let path = match ms {
                 0 => "/health".to_owned(),
-                ms => format!("/delay/{ms}?jitter_ms={}&seed=13", args.jitter_ms),
+                ms => format!("/delay/{ms}?jitter_ms={jitter}&seed=13"),
             };
-            let url = parse_http_url(&sandbox.url(&path)).map_err(anyhow::Error::msg)?;
-            (Some(sandbox), url)
+            let url = Url::parse(&sandbox.url(&path))?;
+            (
+                Some(sandbox),
+                url,
+                format!("in-process sandbox, {ms} ms + 0..={jitter} ms jitter"),
+            )
         }
-    };
-    let target = match &sandbox {
-        Some(_) if args.jitter_ms == 0 => {
-            format!("in-process sandbox, {} ms latency", args.latency_ms)
-        }
-        Some(_) => format!(
-            "in-process sandbox, {} ms + 0..={} ms jitter",
-            args.latency_ms, args.jitter_ms
-        ),
-        None => url.to_string(),
     };
     // One client, one connection pool, keep-alive: what a service would do.
-    let client = reqwest::Client::builder()
-        .build()
-        .context("build the HTTP client")?;
-    let op = Arc::new(move || {
-        let request = client.get(url.clone());
-        async move {
-            let response = request.send().await?.error_for_status()?;
-            // Read the whole body so the connection goes back to the pool.
-            response.bytes().await.map(drop)
-        }
-    });
+    let body_bytes = Arc::new(AtomicU64::new(0));
+    let op = Arc::new(http_get(
+        reqwest::Client::builder().build()?,
+        url,
+        body_bytes.clone(),
+    ));
+    let control = Control {
+        timeout: Some(args.timeout),
+        stop,
+    };
+    let json = args.output.json;
 
     if let Some(rate) = args.rate {
-        let run = open_loop(op, rate, args.requests, args.max_in_flight as usize).await;
-        if args.output.json {
-            println!(
-                "{}",
-                serde_json::json!({"mode": "open-loop", "target": target, "max_in_flight": args.max_in_flight, "run": run})
-            );
-            return Ok(());
+        let cap = args.concurrency.first().copied().unwrap_or(1000);
+        let count = args.duration.map_or(args.count, |d| {
+            (rate * d.as_secs_f64()).ceil().max(1.0) as u64
+        });
+        let run = open_loop(op, rate, count, cap, &control).await;
+        if !json {
+            story::print_open_loop(&target, cap, &run);
         }
-        println!(
-            "open loop: {} requests at {rate} req/s, at most {} in flight ({target})",
-            run.requests, args.max_in_flight
-        );
-        println!(
-            "achieved {:.1} req/s, {} errors, {} requests sent late (> 1 ms)\n",
-            run.achieved_rps, run.errors, run.late_starts
-        );
-        println!("{:<28}{}", "latency measured from", LatencySummary::HEADER);
-        println!("{:<28}{}", "intended start (response)", run.response);
-        println!("{:<28}{}", "actual send (service)", run.service);
-        println!(
-            "\nA closed-loop tool reports the second row; users arriving on schedule see the first."
-        );
-        return Ok(());
+        let failure = story::verdict(run.requests, &run.error_kinds, args.max_error_rate);
+        let figures = serde_json::json!({"mode": "open-loop", "target": target, "concurrency": cap,
+            "body_bytes": body_bytes.load(Ordering::Relaxed), "run": run});
+        return Ok(Report::ok().figures(figures).fail_if(failure));
     }
-
     let config = SweepConfig {
-        concurrency: args.concurrency.iter().map(|&c| c as usize).collect(),
-        requests: args.requests,
-        rounds: args.rounds,
+        concurrency: match args.concurrency.is_empty() {
+            true => vec![1, 4, 16, 64],
+            false => args.concurrency.clone(),
+        },
+        requests: args.count,
+        rounds: args.runs,
         warmup: args.warmup,
     };
-    let points = sweep(op, &config).await;
+    let points = sweep(op, &config, &control).await;
     if let Some(path) = &args.svg {
-        let title = format!("HTTP benchmark: {target}");
-        std::fs::write(path, sweep_svg(&points, &title))
-            .with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(
+            path,
+            sweep_svg(&points, &format!("HTTP benchmark: {target}")),
+        )
+        .with_context(|| format!("write {}", path.display()))?;
     }
-    if args.output.json {
-        println!(
-            "{}",
-            serde_json::json!({"mode": "sweep", "target": target, "requests_per_round": args.requests, "rounds": args.rounds, "results": points})
-        );
-        return Ok(());
+    if !json {
+        story::print_sweep(&target, &config, &points);
     }
-    println!(
-        "target: {target}; {} requests x {} rounds per setting, after {} warm-up\n",
-        args.requests, args.rounds, args.warmup
-    );
-    println!(
-        "{:>6} {:>11} {:>8} {:>6} {:>7}{}",
-        "conc",
-        "req/s",
-        "speedup",
-        "ideal",
-        "errors",
-        LatencySummary::HEADER
-    );
-    for p in &points {
-        println!(
-            "{:>6} {:>11.1} {:>7.2}x {:>5.0}x {:>7}{}",
-            p.concurrency, p.throughput_rps, p.speedup, p.ideal_speedup, p.errors, p.latency
-        );
-    }
-    if let Some(path) = &args.svg {
-        println!("\nchart written to {}", path.display());
-    }
-    Ok(())
+    let (requests, kinds) = story::sweep_errors(&points);
+    let figures = serde_json::json!({"mode": "sweep", "target": target, "count_per_run": args.count,
+        "runs": args.runs, "requests": requests, "errors": kinds.total(),
+        "error_rate": error_rate(kinds.total(), requests), "error_kinds": kinds,
+        "body_bytes": body_bytes.load(Ordering::Relaxed), "results": points});
+    Ok(Report::ok()
+        .figures(figures)
+        .fail_if(story::verdict(requests, &kinds, args.max_error_rate)))
 }
