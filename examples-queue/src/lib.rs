@@ -1,12 +1,16 @@
-//! Queue examples: a bounded MPMC priority queue and the producer/consumer
-//! pipeline of seed Example 7 built on it.
+//! Queue examples: a bounded MPMC priority queue, the producer/consumer
+//! pipeline of seed Example 7 built on it, and the same queue made durable
+//! on PostgreSQL.
 //!
 //! - [`priority_queue`]: the queue (strict priority, FIFO within a priority,
 //!   bounded, `close()` and drain, a `join()` that a panicking consumer cannot
 //!   hang, optional ageing).
 //! - [`processor`]: producers, consumers and a monitor around it, with
 //!   retries, a dead-letter list and the "nothing lost" invariant.
-//! - [`bench`](mod@bench): the throughput comparison with a plain `tokio::sync::mpsc`.
+//! - [`durable`]: past one machine: the queue in a PostgreSQL table, claimed
+//!   with `FOR UPDATE SKIP LOCKED` under a lease, at-least-once.
+//! - [`demo`]: demo and benchmark support for the binary (the story it
+//!   prints, the `--bench` races, the `--store` roles). Not a pattern.
 //!
 //! ```text
 //! cargo run --bin priority-queue
@@ -14,8 +18,9 @@
 //! cargo test -p examples-queue
 //! ```
 
-pub mod bench;
 mod claim;
+pub mod demo;
+pub mod durable;
 mod lanes;
 pub mod priority_queue;
 pub mod processor;

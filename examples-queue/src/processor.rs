@@ -55,13 +55,14 @@ use crate::priority_queue::{PriorityQueue, QueueStats};
 mod workers;
 
 pub use workers::SimulatedWork;
+pub(crate) use workers::panic_message;
 use workers::{consume, monitor, produce};
 
 /// The seed's priority levels; lower is more urgent.
 pub const LEVELS: [&str; 4] = ["urgent", "high", "normal", "low"];
 
 /// One unit of work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Task {
     /// Unique across producers.
     pub id: u64,

@@ -157,7 +157,7 @@ async fn attempt<H: Handler>(shared: &Shared<H>, mut claim: Claim<Task>) {
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes).
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -1,131 +1,130 @@
-//! `priority-queue`: seed Example 7 (advanced producer-consumer) on a
-//! bounded MPMC priority queue, with retries, dead letters, a monitor, and a
-//! `--bench` mode that races the queue against a plain `tokio::sync::mpsc`.
-//!
-//! ```text
-//! cargo run --bin priority-queue
-//! cargo run --bin priority-queue -- --aging --error-rate 0.3
-//! cargo run --release --bin priority-queue -- --bench
-//! ```
+//! `priority-queue`: seed Example 7 on a bounded MPMC priority queue, its
+//! `--bench` race against `tokio::sync::mpsc`, and the same queue durable on
+//! PostgreSQL (`--store`). The story and benchmarks live in `examples_queue::demo`.
 
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use examples_queue::processor::{self, Config, SimulatedWork};
+use common::{Example, Report, args};
+use examples_queue::demo::{bench, store, story};
+use examples_queue::processor::{Config, SimulatedWork};
+use tokio_util::sync::CancellationToken;
 
-mod output;
+const HOUR: Duration = Duration::from_secs(3600);
 
-/// Seed Example 7 (advanced producer-consumer), ported: producers push tasks
-/// with random priorities (0 = urgent .. 3 = low) into a bounded priority
-/// queue, consumers process them, failed tasks are retried then
-/// dead-lettered, and a monitor prints the queue on an interval. Exits 1 if
-/// produced != completed + dead-lettered at the end.
+/// Seed Example 7 (advanced producer-consumer): producers push tasks with
+/// random priorities (0 = urgent .. 3 = low) into a bounded priority queue,
+/// consumers process them, failed tasks are retried then dead-lettered, and
+/// a monitor prints the queue. Exits 0 when every task completed, 1 if any
+/// was dead-lettered or a stop lost work, 130 after a clean stop (Ctrl-C).
+/// With --store postgres://..., the queue lives in PostgreSQL and producers
+/// and consumers are separate processes (--role).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Args {
-    /// Producer tasks.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
-    producers: u16,
-    /// Consumer tasks.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
-    consumers: u16,
-    /// Tasks in total [default: 400, or 1000000 with --bench].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    tasks: Option<u64>,
+    /// Producer tasks (in-process).
+    #[arg(long, default_value = "3", value_parser = args::count(1usize, 1000))]
+    producers: usize,
+    /// Consumers taking work at once (per process with --store).
+    #[arg(long, default_value = "5", value_parser = args::count(1usize, 1000))]
+    concurrency: usize,
+    /// Tasks in total [default: 400; 1000000 with --bench; 2000 with --bench --store].
+    #[arg(long, value_parser = args::count(1u64, 100_000_000))]
+    count: Option<u64>,
     /// Queue capacity; producers wait while it is full.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    capacity: u32,
+    #[arg(long, default_value = "50", value_parser = args::count(1usize, 1_000_000))]
+    capacity: usize,
     /// Probability (0 to 1) that one processing attempt fails.
-    #[arg(long, default_value_t = 0.1, value_parser = output::probability)]
+    #[arg(long, default_value = "0.1", value_parser = args::fraction())]
     error_rate: f64,
-    /// Processing time per attempt in ms: "MIN-MAX" or one value.
-    #[arg(long, default_value = "2-20", value_parser = output::ms_range)]
-    processing_ms: (u64, u64),
+    /// Processing time per attempt: "MIN-MAX" or one duration (2ms-20ms, 5ms).
+    #[arg(long, default_value = "2ms-20ms", value_parser = story::processing)]
+    processing: RangeInclusive<Duration>,
     /// Retries after a failed attempt before a task is dead-lettered.
-    #[arg(long, default_value_t = 3)]
-    max_retries: u32,
-    /// Ageing: every MS a task waits makes it one level more urgent, so low
-    /// priorities cannot starve ("--aging" alone: 100 ms).
-    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "100",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    aging: Option<u64>,
+    #[arg(long, default_value = "3", value_parser = args::count(0u32, 1000))]
+    retries: u32,
+    /// Ageing: every STEP a task waits makes it one level more urgent ("--aging": 100ms).
+    #[arg(long, value_name = "STEP", num_args = 0..=1, default_missing_value = "100ms",
+          value_parser = args::duration(Duration::from_millis(1), HOUR))]
+    aging: Option<Duration>,
     /// Tasks per push/pop (1 = strict priority order; more = throughput).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    batch: u32,
-    /// Monitor interval in ms (0 = no monitor).
-    #[arg(long, default_value_t = 200)]
-    monitor_ms: u64,
+    #[arg(long, default_value = "1", value_parser = args::count(1usize, 4096))]
+    batch: usize,
+    /// Monitor interval (0s = no monitor).
+    #[arg(long, default_value = "200ms", value_parser = args::duration(Duration::ZERO, HOUR))]
+    monitor: Duration,
     /// Seed for priorities, failures and processing times.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value = "7", value_parser = args::count(0u64, u64::MAX))]
     seed: u64,
-    /// After Ctrl-C/SIGTERM, how long consumers may drain accepted tasks.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    drain_timeout_secs: u64,
-    /// Benchmark mode: the queue against tokio mpsc, no processing time
-    /// (uses --producers, --consumers, --tasks, --capacity, --batch).
+    /// After Ctrl-C/SIGTERM, how long consumers may finish accepted tasks.
+    #[arg(long, default_value = "10s", value_parser = args::duration(Duration::from_millis(1), HOUR))]
+    drain_timeout: Duration,
+    /// Benchmark mode: the queue against tokio mpsc, or with --store the
+    /// PostgreSQL queue (4 consumers in 2 processes) beside the in-process one.
     #[arg(long)]
     bench: bool,
     /// Benchmark runs per contender; the median is reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    #[arg(long, default_value = "3", value_parser = args::count(1u32, 50))]
     runs: u32,
+    #[command(flatten)]
+    store: store::StoreFlags,
     #[command(flatten)]
     output: common::OutputArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    common::init_logging(args.output.log_format);
-    common::exit_code(run(args).await)
+impl Example for Args {
+    const NAME: &'static str = "priority-queue";
+    const SEED: Option<u8> = Some(7);
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.bench && self.store.store.is_none() && self.batch > self.capacity {
+            return Err(format!(
+                "--batch ({}) must not exceed --capacity ({})",
+                self.batch, self.capacity
+            ));
+        }
+        Ok(())
+    }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    if args.bench {
-        return output::bench(&args).await;
-    }
-    let (min_ms, max_ms) = args.processing_ms;
-    let config = Config {
-        producers: args.producers.into(),
-        consumers: args.consumers.into(),
-        tasks: args.tasks.unwrap_or(400),
-        capacity: args.capacity as usize,
-        aging: args.aging.map(Duration::from_millis),
-        max_retries: args.max_retries,
-        batch: args.batch as usize,
-        seed: args.seed,
-        monitor_interval: (args.monitor_ms > 0).then(|| Duration::from_millis(args.monitor_ms)),
-        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
-    };
-    let handler = SimulatedWork {
-        processing: Duration::from_millis(min_ms)..=Duration::from_millis(max_ms),
+fn main() -> ExitCode {
+    common::driver::main(run)
+}
+
+async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
+    let work = SimulatedWork {
+        processing: args.processing.clone(),
         error_rate: args.error_rate,
         seed: args.seed,
     };
-    if !args.output.json {
-        output::banner(&config, &handler);
-    }
-    let json = args.output.json;
-    let on_snapshot = move |snapshot: &processor::Snapshot| {
-        if !json {
-            output::snapshot(snapshot);
-        }
+    let quiet = args.output.json;
+    let stored = args.store.store.is_some();
+    let default_count = match (args.bench, stored) {
+        (true, false) => 1_000_000,
+        (true, true) => 2000,
+        (false, _) => 400,
     };
-    let report = processor::run(config, handler, on_snapshot, common::shutdown_signal()).await?;
-    if args.output.json {
-        output::report_json(&report)?;
-    } else {
-        output::report(&report);
+    let config = Config {
+        producers: args.producers,
+        consumers: args.concurrency,
+        tasks: args.count.unwrap_or(default_count),
+        capacity: args.capacity,
+        aging: args.aging,
+        max_retries: args.retries,
+        batch: args.batch,
+        seed: args.seed,
+        monitor_interval: (!args.monitor.is_zero()).then_some(args.monitor),
+        drain_timeout: args.drain_timeout,
+    };
+    if stored {
+        return store::run(args.store, config, work, quiet, args.bench, stop).await;
     }
-    let c = report.counts;
-    anyhow::ensure!(
-        report.invariant_holds(),
-        "invariant violated: produced {} != completed {} + dead-lettered {} (left queued {}, in flight {})",
-        c.produced,
-        c.completed,
-        c.dead_lettered,
-        report.left_queued,
-        report.left_in_flight
-    );
-    Ok(())
+    if args.bench {
+        return bench::run(bench::Shape::of(&config), args.runs, quiet, &stop).await;
+    }
+    story::run(config, work, quiet, stop).await
 }

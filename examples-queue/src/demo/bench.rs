@@ -13,6 +13,8 @@
 //! per wake-up, which is where most of the per-item cost goes when there is
 //! no processing time. Each run checks that every task arrived exactly once.
 //!
+//! Demo support (the binary's `--bench` mode), not a pattern.
+//!
 //! ```text
 //! cargo run --release --bin priority-queue -- --bench
 //! ```
@@ -22,8 +24,10 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use serde::Serialize;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::priority_queue::PriorityQueue;
 
@@ -40,6 +44,25 @@ pub struct Shape {
     pub capacity: usize,
     /// Items per batch for the batched variants.
     pub batch: usize,
+}
+
+impl Shape {
+    /// The shape of the pipeline `config` describes (batch: `config.batch`
+    /// if above 1, else 64 capped at the capacity).
+    pub fn of(config: &crate::processor::Config) -> Self {
+        let batch = if config.batch > 1 {
+            config.batch
+        } else {
+            64.min(config.capacity)
+        };
+        Self {
+            producers: config.producers,
+            consumers: config.consumers,
+            tasks: config.tasks,
+            capacity: config.capacity,
+            batch,
+        }
+    }
 }
 
 /// The contenders.
@@ -235,4 +258,55 @@ async fn channel(shape: Shape, batch: usize) -> anyhow::Result<u64> {
 pub fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs.get(runs.len() / 2).copied().unwrap_or_default()
+}
+
+/// Races every contender `runs` times and reports the medians as figures
+/// (`mode`, `shape`, `runs`, `results[].{contender, median_tasks_per_s,
+/// runs_tasks_per_s}`); prints the table unless `quiet`. Stops between and
+/// within runs when `stop` is cancelled, reporting the runs finished.
+pub async fn run(
+    shape: Shape,
+    runs: u32,
+    quiet: bool,
+    stop: &CancellationToken,
+) -> anyhow::Result<common::Report> {
+    if !quiet {
+        println!(
+            "bench: {} producers, {} consumers, {} tasks, capacity {}, batch {}, no processing time; median of {runs} runs",
+            shape.producers, shape.consumers, shape.tasks, shape.capacity, shape.batch
+        );
+        println!(
+            "{:<38} {:>14}   runs (tasks/s)",
+            "contender", "median tasks/s"
+        );
+    }
+    let rate = |d: Duration| shape.tasks as f64 / d.as_secs_f64().max(1e-9);
+    let mut results = Vec::new();
+    'contenders: for contender in Contender::ALL {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            tokio::select! {
+                () = stop.cancelled() => break 'contenders,
+                time = run_once(contender, shape) => times.push(time?),
+            }
+        }
+        let median = rate(median(times.clone()));
+        let each: Vec<f64> = times.iter().map(|d| rate(*d).round()).collect();
+        if !quiet {
+            let listed: Vec<String> = each.iter().map(|r| format!("{r:.0}")).collect();
+            println!(
+                "{:<38} {median:>14.0}   {}",
+                contender.label(),
+                listed.join(", ")
+            );
+        }
+        results.push(json!({
+            "contender": contender,
+            "median_tasks_per_s": median.round(),
+            "runs_tasks_per_s": each,
+        }));
+    }
+    Ok(common::Report::ok().figures(json!({
+        "mode": "bench", "shape": shape, "runs": runs, "results": results,
+    })))
 }

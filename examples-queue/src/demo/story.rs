@@ -1,47 +1,88 @@
-//! What `priority-queue` prints: argument parsers, the story on stdout, the
-//! `--json` line, and the `--bench` table.
+//! What the in-process demo prints: the banner, one monitor row per tick,
+//! the final report, and the same report as `--json` figures. Also the
+//! `--processing` range parser. Demo support, not a pattern.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use common::LatencySummary;
-use examples_queue::bench::{self, Contender, Shape};
-use examples_queue::processor::{Config, LEVELS, Report, SimulatedWork, Snapshot};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::Args;
+use crate::processor::{self, Config, LEVELS, Report, SimulatedWork, Snapshot};
 
-/// `--error-rate`: a probability in [0, 1].
-pub(crate) fn probability(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("{value} is outside 0..=1"))
-    }
-}
+/// The longest `--processing` time accepted.
+pub const MAX_PROCESSING: Duration = Duration::from_secs(3600);
 
-/// `--processing-ms`: "MIN-MAX" or a single value, MIN <= MAX, at most an hour.
-pub(crate) fn ms_range(text: &str) -> Result<(u64, u64), String> {
+/// `--processing`: `MIN-MAX` or one duration, each with a unit (`2ms-20ms`,
+/// `5ms`), MIN <= MAX <= 1h.
+pub fn processing(text: &str) -> Result<RangeInclusive<Duration>, String> {
     let parse = |part: &str| {
-        part.trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= 3_600_000)
-            .ok_or_else(|| format!("{part:?} is not a whole number of ms (at most 3600000)"))
+        common::args::parse_duration(part).and_then(|d| {
+            if d <= MAX_PROCESSING {
+                Ok(d)
+            } else {
+                Err(format!("{part} is out of range: at most 1h"))
+            }
+        })
     };
     let (min, max) = match text.split_once('-') {
         Some((min, max)) => (parse(min)?, parse(max)?),
         None => (parse(text)?, parse(text)?),
     };
     if min > max {
-        return Err(format!("the minimum {min} is above the maximum {max}"));
+        return Err(format!("the minimum {min:?} is above the maximum {max:?}"));
     }
-    Ok((min, max))
+    Ok(min..=max)
 }
 
-pub(crate) fn banner(config: &Config, work: &SimulatedWork) {
+/// Runs the in-process pipeline until done or `stop`, printing the story
+/// unless `quiet`, and turns its [`Report`] into the harness's report: ok
+/// when every task completed (a dead letter is a failed unit of work) and,
+/// after a stop, when the drain lost nothing.
+pub async fn run(
+    config: Config,
+    work: SimulatedWork,
+    quiet: bool,
+    stop: CancellationToken,
+) -> anyhow::Result<common::Report> {
+    if !quiet {
+        banner(&config, &work);
+    }
+    let on_snapshot = move |snapshot: &Snapshot| {
+        if !quiet {
+            self::snapshot(snapshot);
+        }
+    };
+    let report = processor::run(config, work, on_snapshot, stop.cancelled_owned()).await?;
+    if !quiet {
+        print(&report);
+    }
+    let c = report.counts;
+    let failure = if !report.invariant_holds() {
+        Some(format!(
+            "invariant violated: produced {} != completed {} + dead-lettered {} + queued {} + in flight {}",
+            c.produced, c.completed, c.dead_lettered, report.left_queued, report.left_in_flight
+        ))
+    } else if !report.all_done() {
+        Some(format!(
+            "the stop lost work: {} tasks left queued and {} in flight after the drain timeout",
+            report.left_queued, report.left_in_flight
+        ))
+    } else if c.dead_lettered > 0 {
+        Some(format!(
+            "{} of {} tasks were dead-lettered",
+            c.dead_lettered, c.produced
+        ))
+    } else {
+        None
+    };
+    Ok(common::Report::ok()
+        .figures(figures(&report))
+        .fail_if(failure))
+}
+
+fn banner(config: &Config, work: &SimulatedWork) {
     let ms = |d: &Duration| d.as_millis();
     let aging = config.aging.map_or("off".to_owned(), |step| {
         format!("one level per {} ms", step.as_millis())
@@ -73,7 +114,7 @@ pub(crate) fn banner(config: &Config, work: &SimulatedWork) {
     );
 }
 
-pub(crate) fn snapshot(s: &Snapshot) {
+fn snapshot(s: &Snapshot) {
     let depth = |level: usize| s.queue.depths.get(level).copied().unwrap_or(0);
     let depths = format!("{}/{}/{}/{}", depth(0), depth(1), depth(2), depth(3));
     let c = s.counts;
@@ -95,19 +136,27 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-pub(crate) fn report(report: &Report) {
+fn print(report: &Report) {
     let c = report.counts;
     println!();
-    if report.interrupted {
-        println!("Interrupted: production stopped early; every accepted task was drained.");
+    match (report.interrupted, report.all_done()) {
+        (true, true) => {
+            println!("Interrupted: production stopped early; every accepted task was drained.")
+        }
+        (true, false) => {
+            println!("Interrupted: production stopped early; the drain timed out with work left.")
+        }
+        (false, _) => {}
     }
-    let verdict = if report.invariant_holds() {
+    let verdict = if report.all_done() {
         "holds"
+    } else if report.invariant_holds() {
+        "holds, with work left"
     } else {
         "VIOLATED"
     };
     println!(
-        "produced {} = completed {} + dead-lettered {}: {verdict} (left queued {}, in flight {})",
+        "produced {} = completed {} + dead-lettered {} + queued {} + in flight {}: {verdict}",
         c.produced, c.completed, c.dead_lettered, report.left_queued, report.left_in_flight
     );
     println!(
@@ -115,7 +164,7 @@ pub(crate) fn report(report: &Report) {
         c.failed,
         c.retried,
         report.elapsed.as_secs_f64(),
-        c.completed as f64 / report.elapsed.as_secs_f64().max(1e-9)
+        tasks_per_s(report)
     );
     println!();
     println!("queue wait by priority (ms; a retried task counts once per attempt)");
@@ -129,7 +178,7 @@ pub(crate) fn report(report: &Report) {
         println!("dead letters ({}):", report.dead_letters.len());
         for letter in report.dead_letters.iter().take(10) {
             let t = &letter.task;
-            let level = LEVELS[usize::from(t.level)];
+            let level = LEVELS.get(usize::from(t.level)).unwrap_or(&"?");
             println!(
                 "  task {} (producer {}, {level}) after {} attempts: {}",
                 t.id, t.producer, t.failures, letter.error
@@ -144,13 +193,18 @@ pub(crate) fn report(report: &Report) {
     }
 }
 
-pub(crate) fn report_json(report: &Report) -> anyhow::Result<()> {
+fn tasks_per_s(report: &Report) -> f64 {
+    report.counts.completed as f64 / report.elapsed.as_secs_f64().max(1e-9)
+}
+
+/// The report as envelope figures.
+pub fn figures(report: &Report) -> serde_json::Value {
     let by_level: serde_json::Map<_, _> = LEVELS
         .iter()
         .zip(&report.wait_by_level)
         .map(|(name, summary)| ((*name).to_owned(), json!(summary)))
         .collect();
-    let line = json!({
+    json!({
         "mode": "run",
         "produced": report.counts.produced,
         "completed": report.counts.completed,
@@ -160,63 +214,10 @@ pub(crate) fn report_json(report: &Report) -> anyhow::Result<()> {
         "left_queued": report.left_queued,
         "left_in_flight": report.left_in_flight,
         "invariant_holds": report.invariant_holds(),
-        "interrupted": report.interrupted,
-        "elapsed_s": report.elapsed.as_secs_f64(),
-        "tasks_per_sec": report.counts.completed as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        "callback_panics": report.callback_panics,
+        "tasks_per_s": tasks_per_s(report),
         "wait": report.wait,
         "wait_by_level": by_level,
         "dead_letters": report.dead_letters,
-    });
-    println!("{}", serde_json::to_string(&line)?);
-    Ok(())
-}
-
-pub(crate) async fn bench(args: &Args) -> anyhow::Result<()> {
-    let shape = Shape {
-        producers: args.producers.into(),
-        consumers: args.consumers.into(),
-        tasks: args.tasks.unwrap_or(1_000_000),
-        capacity: args.capacity as usize,
-        batch: if args.batch > 1 {
-            args.batch as usize
-        } else {
-            64.min(args.capacity as usize)
-        },
-    };
-    if !args.output.json {
-        println!(
-            "bench: {} producers, {} consumers, {} tasks, capacity {}, batch {}, no processing time; median of {} runs",
-            shape.producers, shape.consumers, shape.tasks, shape.capacity, shape.batch, args.runs
-        );
-        println!(
-            "{:<38} {:>14}   runs (tasks/s)",
-            "contender", "median tasks/s"
-        );
-    }
-    let mut results = Vec::new();
-    for contender in Contender::ALL {
-        let mut runs = Vec::new();
-        for _ in 0..args.runs {
-            runs.push(bench::run_once(contender, shape).await?);
-        }
-        let rate = |d: Duration| shape.tasks as f64 / d.as_secs_f64().max(1e-9);
-        let median = rate(bench::median(runs.clone()));
-        let each: Vec<f64> = runs.iter().map(|d| rate(*d).round()).collect();
-        if !args.output.json {
-            let listed: Vec<String> = each.iter().map(|r| format!("{r:.0}")).collect();
-            println!(
-                "{:<38} {median:>14.0}   {}",
-                contender.label(),
-                listed.join(", ")
-            );
-        }
-        results.push(json!({"contender": contender, "median_tasks_per_sec": median.round(), "runs_tasks_per_sec": each}));
-    }
-    if args.output.json {
-        println!(
-            "{}",
-            json!({"mode": "bench", "shape": shape, "runs": args.runs, "results": results})
-        );
-    }
-    Ok(())
+    })
 }
