@@ -10,18 +10,18 @@
 //!   writer task per connection, a lag policy, limits, graceful shutdown,
 //!   and a browser page at `/`.
 //! - [`message`]: the JSON the server sends.
-//! - [`load`]: fan-out and idle-connection benchmarks (`ws-load`).
+//! - [`demo`]: demo and benchmark support, not a pattern: the `ws-load`
+//!   load generator and OS helpers.
 //!
 //! ```text
 //! cargo run --bin ws-reconnecting-client
 //! cargo run --bin ws-broadcast-server          # then open http://127.0.0.1:8080/
-//! cargo run --release --bin ws-load -- --clients 1000 --messages 1000
+//! cargo run --release --bin ws-load -- --clients 1000 --count 1000
 //! cargo test -p examples-ws
 //! ```
 
 pub mod cli;
 pub mod client;
-pub mod load;
+pub mod demo;
 pub mod message;
-pub mod os;
 pub mod server;

@@ -17,11 +17,17 @@
 //! violation). A writer that cannot write at all for `write_timeout` (the
 //! client stopped reading) is dropped. Either way it is counted and logged,
 //! never silently.
+//!
+//! With a bus, the reader does not publish into the local ring: it awaits
+//! the bus's publish (one Redis round trip) before reading the client's
+//! next frame, which keeps each sender's messages in order and
+//! back-pressures a fast sender through its own TCP window. A refused
+//! message is answered with a notice to that client only.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -31,8 +37,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
-use super::registry::Subscription;
-use crate::message::{ChatMessage, SERVER_NAME, now_ms};
+use super::registry::{Subscription, notice};
 
 /// Most frames written between two flushes.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -60,6 +65,18 @@ pub(crate) mod code {
 /// A close the reader asks the writer to send.
 type CloseRequest = (u16, String);
 
+/// What the reader asks of the writer.
+enum ToWriter {
+    /// Send this Close frame and end.
+    Close(CloseRequest),
+    /// Send this server notice to this client only (e.g. "not delivered").
+    Notice(String),
+}
+
+/// Notices queued for one writer at most; more are dropped (the client is
+/// already being told the same thing).
+const NOTICE_QUEUE: usize = 4;
+
 /// Why the writer stopped.
 enum WriterEnd {
     /// Send this Close frame.
@@ -82,8 +99,8 @@ pub(crate) async fn serve_socket(
     let channel = subscription.channel.clone();
     tracing::debug!(channel = channel.name(), from, "client joined");
     let (sink, mut stream) = socket.split();
-    // Capacity 1: the reader asks for at most one close, then stops.
-    let (close_tx, close_rx) = mpsc::channel::<CloseRequest>(1);
+    // Bounded: a few notices, then at most one close.
+    let (to_writer, close_rx) = mpsc::channel::<ToWriter>(NOTICE_QUEUE + 1);
     let writer_done = CancellationToken::new();
     // The writer owns the subscription: dropping it (when the writer ends)
     // leaves the channel.
@@ -109,9 +126,21 @@ pub(crate) async fn serve_socket(
                 break Some((code::NORMAL, "idle timeout".to_owned()));
             }
             Ok(None | Some(Ok(Message::Close(_)))) => break None,
-            Ok(Some(Ok(Message::Text(text)))) => {
-                channel.publish(&from, text.as_str());
-            }
+            Ok(Some(Ok(Message::Text(text)))) => match &hub.bus {
+                None => {
+                    channel.publish(&from, text.as_str());
+                }
+                Some(bus) => {
+                    let published = tokio::select! {
+                        () = writer_done.cancelled() => break None,
+                        published = bus.publish(channel.name(), &from, text.as_str()) => published,
+                    };
+                    if let Err(err) = published {
+                        // Full = notices already queued; this one adds nothing.
+                        let _ = to_writer.try_send(ToWriter::Notice(err.to_string()));
+                    }
+                }
+            },
             Ok(Some(Ok(Message::Binary(_)))) => {
                 break Some((
                     code::UNSUPPORTED,
@@ -133,9 +162,9 @@ pub(crate) async fn serve_socket(
             "closing"
         );
         // Err = the writer already ended; the connection is closing anyway.
-        let _ = close_tx.send(request).await;
+        let _ = to_writer.send(ToWriter::Close(request)).await;
     }
-    drop(close_tx); // tells a still-running writer that the reader is done
+    drop(to_writer); // tells a still-running writer that the reader is done
     // Read until the client's Close reply (or a short grace): closing a
     // socket with unread input makes the kernel send RST, which can destroy
     // our Close frame before the client reads it.
@@ -173,7 +202,7 @@ fn close_for(err: axum::Error, hub: &Hub) -> Option<CloseRequest> {
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut subscription: Subscription,
-    mut close_rx: mpsc::Receiver<CloseRequest>,
+    mut close_rx: mpsc::Receiver<ToWriter>,
     hub: Arc<Hub>,
     done: CancellationToken,
 ) {
@@ -207,7 +236,7 @@ async fn write_loop(
 async fn pump(
     sink: &mut SplitSink<WebSocket, Message>,
     subscription: &mut Subscription,
-    close_rx: &mut mpsc::Receiver<CloseRequest>,
+    close_rx: &mut mpsc::Receiver<ToWriter>,
     hub: &Hub,
 ) -> WriterEnd {
     let period = hub.config.ping_interval;
@@ -219,12 +248,16 @@ async fn pump(
             () = hub.shutdown.cancelled() => {
                 return WriterEnd::Close(code::GOING_AWAY, "server shutting down".to_owned());
             }
-            request = close_rx.recv() => {
-                return match request {
-                    Some((code, reason)) => WriterEnd::Close(code, reason),
-                    None => WriterEnd::PeerGone,
-                };
-            }
+            request = close_rx.recv() => match request {
+                Some(ToWriter::Close((code, reason))) => return WriterEnd::Close(code, reason),
+                Some(ToWriter::Notice(text)) => {
+                    let frame = notice(subscription.channel.name(), &text, None);
+                    if let Err(end) = write(sink, Message::Text(frame), hub, true).await {
+                        return end;
+                    }
+                }
+                None => return WriterEnd::PeerGone,
+            },
             _ = ping.tick() => {
                 // The pong (or any frame) resets the reader's idle timeout.
                 if let Err(end) = write(sink, Message::Ping(Default::default()), hub, true).await {
@@ -245,7 +278,8 @@ async fn pump(
                                 return WriterEnd::Close(code::POLICY, reason);
                             }
                             hub.counters.lag_notices.fetch_add(1, Ordering::Relaxed);
-                            Message::Text(lag_notice(subscription.channel.name(), missed))
+                            let text = format!("you fell behind and missed {missed} messages");
+                            Message::Text(notice(subscription.channel.name(), &text, Some(missed)))
                         }
                         // The subscription holds the channel (and its sender)
                         // alive, so the ring cannot close under us.
@@ -298,19 +332,4 @@ async fn flush(sink: &mut SplitSink<WebSocket, Message>, hub: &Hub) -> Result<()
         Ok(Err(_)) => Err(WriterEnd::PeerGone),
         Err(_elapsed) => Err(WriterEnd::Stuck),
     }
-}
-
-fn lag_notice(channel: &str, missed: u64) -> Utf8Bytes {
-    let notice = ChatMessage {
-        channel: channel.to_owned(),
-        seq: 0,
-        from: SERVER_NAME.to_owned(),
-        text: format!("you fell behind and missed {missed} messages"),
-        ts: now_ms(),
-        missed: Some(missed),
-    };
-    // Plain strings and integers: serialisation cannot fail.
-    serde_json::to_string(&notice)
-        .expect("ChatMessage serialises")
-        .into()
 }

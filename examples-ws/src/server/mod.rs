@@ -21,16 +21,34 @@
 //! Routes: `GET /` (the browser chat page, `static/index.html`, compiled
 //! in), `GET /stats` (JSON counters and RSS), `GET /ws/{channel}?name=ada`.
 //!
+//! Shutdown races: every connection holds a [`TaskTracker`] token from the
+//! moment its upgrade is answered, not from the moment the upgraded socket
+//! starts being served. axum's graceful shutdown considers a connection done
+//! once hyper has handed the socket over, and the upgrade callback runs on
+//! a task of its own after that; tracking only inside the callback would let
+//! `tracker.wait()` return before the connection is tracked, and that
+//! connection would be cut when the process exits, without its Close 1001.
+//! `accepted` counts upgrades that completed; answered upgrades whose
+//! handshake then failed are `failed_upgrades`.
+//!
+//! Across instances: `--bus redis://HOST:PORT` (see `server/bus.rs`) makes
+//! Redis pub/sub the one order of every channel for every instance.
+//!
+//! Hostile behaviours: oversized frames (1009, bounded frame buffer), floods
+//! of connections or channels (503 before the upgrade), bad names (400),
+//! silent peers (pings, idle timeout), peers that stop reading (lag policy,
+//! write timeout), binary frames (1003).
+//!
 //! Production: this is the shape of most axum chat/notification services;
-//! for fan-out across several server processes put Redis pub/sub or NATS
-//! behind the per-channel ticker's slot. `socketioxide` adds rooms, acks and
-//! reconnection on top of a similar design.
+//! `socketioxide` adds rooms, acks and reconnection on top of a similar
+//! design; past one machine see `server/bus.rs`.
 //!
 //! ```text
 //! cargo run --bin ws-broadcast-server          # open http://127.0.0.1:8080/
 //! cargo test -p examples-ws --test server
 //! ```
 
+pub mod bus;
 mod connection;
 mod registry;
 
@@ -42,6 +60,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -52,6 +71,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::bus::{Bus, BusConfig, BusStats};
 use self::registry::Registry;
 use crate::message::is_valid_name;
 
@@ -81,6 +101,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// How long shutdown waits for connections to finish closing.
     pub drain_timeout: Duration,
+    /// The cross-instance bus; `None` = this process is the whole server.
+    pub bus: Option<BusConfig>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +118,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            bus: None,
         }
     }
 }
@@ -103,6 +126,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
+    failed_upgrades: AtomicU64,
     open: AtomicU64,
     rejected_full: AtomicU64,
     rejected_channels: AtomicU64,
@@ -116,8 +140,11 @@ struct Counters {
 /// A snapshot of the server's counters (also served at `GET /stats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStats {
-    /// WebSocket connections accepted since start.
+    /// WebSocket connections whose upgrade completed, since start.
     pub accepted: u64,
+    /// Upgrades answered with 101 whose handshake then failed.
+    #[serde(default)]
+    pub failed_upgrades: u64,
     /// Connections open now.
     pub open: u64,
     /// Upgrades refused with 503 because of `max_clients`.
@@ -140,6 +167,9 @@ pub struct ServerStats {
     pub oversized: u64,
     /// Resident set size of the server process, if known.
     pub rss_bytes: Option<u64>,
+    /// The bus's state and counters, when `--bus` is set.
+    #[serde(default)]
+    pub bus: Option<BusStats>,
 }
 
 /// The server's shared state: config, channels, counters, tasks.
@@ -155,6 +185,7 @@ pub struct Hub {
     shutdown: CancellationToken,
     counters: Counters,
     next_guest: AtomicU64,
+    bus: Option<Arc<Bus>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -170,6 +201,7 @@ impl Hub {
     pub fn new(config: ServerConfig) -> Arc<Hub> {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let bus = config.bus.clone().map(Bus::new);
         Arc::new(Hub {
             registry: Registry::new(
                 config.max_channels,
@@ -177,7 +209,9 @@ impl Hub {
                 config.tick_interval,
                 tracker.clone(),
                 shutdown.clone(),
+                bus.clone(),
             ),
+            bus,
             connections: Arc::new(Semaphore::new(config.max_clients)),
             tracker,
             shutdown,
@@ -190,7 +224,7 @@ impl Hub {
     /// The axum router (tests can drive it without a socket).
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/", get(|| async { Html(INDEX_HTML) }))
+            .route("/", get(page))
             .route("/stats", get(stats))
             .route("/ws/{channel}", get(join))
             .with_state(self.clone())
@@ -202,6 +236,7 @@ impl Hub {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ServerStats {
             accepted: load(&c.accepted),
+            failed_upgrades: load(&c.failed_upgrades),
             open: load(&c.open),
             rejected_full: load(&c.rejected_full),
             rejected_channels: load(&c.rejected_channels),
@@ -212,12 +247,15 @@ impl Hub {
             slow_closes: load(&c.slow_closes),
             idle_closes: load(&c.idle_closes),
             oversized: load(&c.oversized),
-            rss_bytes: crate::os::rss_bytes(),
+            rss_bytes: crate::demo::os::rss_bytes(),
+            bus: self.bus.as_ref().map(|bus| bus.stats()),
         }
     }
 
     /// Publishes `text` on `channel` as `from` if the channel exists (has
-    /// subscribers); returns its sequence number. For in-process sources.
+    /// subscribers); returns its sequence number. For in-process sources:
+    /// it puts the message into this instance's ring directly, so with a
+    /// bus it reaches this instance's clients only.
     pub fn publish(&self, channel: &str, from: &str, text: &str) -> Option<u64> {
         Some(self.registry.get(channel)?.publish(from, text))
     }
@@ -241,6 +279,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<DrainReport> {
     let token = hub.shutdown.clone();
+    if let Some(bus) = &hub.bus {
+        // Supervised like every task: stopped by the token, awaited below.
+        hub.tracker
+            .spawn(bus.clone().run(hub.registry.clone(), token.clone()));
+    }
     let open_at_shutdown = Arc::new(AtomicU64::new(0));
     // axum stops accepting when this future resolves; the token then tells
     // every writer to send 1001 and every ticker to stop.
@@ -275,6 +318,13 @@ pub async fn serve(
     })
 }
 
+/// The chat page, told the server's message limit (it checks the UTF-8
+/// length before sending, so an over-limit message never costs the socket).
+async fn page(State(hub): State<Arc<Hub>>) -> Html<String> {
+    let limit = hub.config.max_message_bytes.to_string();
+    Html(INDEX_HTML.replace("__MAX_MESSAGE_BYTES__", &limit))
+}
+
 async fn stats(State(hub): State<Arc<Hub>>) -> axum::Json<ServerStats> {
     axum::Json(hub.stats())
 }
@@ -284,12 +334,15 @@ struct JoinQuery {
     name: Option<String>,
 }
 
-/// `GET /ws/{channel}`: checks every limit before upgrading.
+/// `GET /ws/{channel}`: checks every limit before upgrading. A plain GET
+/// (no upgrade) gets the same refusals, or 426 if it would be accepted:
+/// that is how the browser page learns why a handshake failed (a browser
+/// never shows a WebSocket's HTTP status).
 async fn join(
     State(hub): State<Arc<Hub>>,
     Path(channel): Path<String>,
     Query(query): Query<JoinQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if !is_valid_name(&channel) {
         let why = "channel names are 1-64 characters of a-z A-Z 0-9 - _ .";
@@ -306,6 +359,16 @@ async fn join(
     if hub.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
     }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(_) if hub.connections.available_permits() == 0 => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "server full").into_response();
+        }
+        Err(_) => {
+            let why = "this is a WebSocket endpoint; the channel and name are acceptable";
+            return (StatusCode::UPGRADE_REQUIRED, why).into_response();
+        }
+    };
     // The permit travels into the connection task and is released when it
     // ends, so the cap counts live connections, not handshakes.
     let Ok(permit) = hub.connections.clone().try_acquire_owned() else {
@@ -320,8 +383,16 @@ async fn join(
             .fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many channels").into_response();
     };
-    hub.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    // Tracked from here, before the 101 goes out: see the module docs.
+    // Dropped with the upgrade callback if the handshake fails.
+    let tracked = hub.tracker.token();
+    if let Some(bus) = &hub.bus
+        && !bus.wait_subscribed(&channel).await
+    {
+        tracing::warn!(channel, "bus subscription not confirmed; joining anyway");
+    }
     let max = hub.config.max_message_bytes;
+    let failed = hub.clone();
     upgrade
         .max_message_size(max)
         // A frame may be larger than a message (so an oversized message is
@@ -329,14 +400,16 @@ async fn join(
         .max_frame_size(max.saturating_mul(4))
         // 128 KiB per socket by default; 5,000 idle clients need far less.
         .read_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| {
-            let tracker = hub.tracker.clone();
-            tracker.track_future(connection::serve_socket(
-                socket,
-                subscription,
-                from,
-                hub,
-                permit,
-            ))
+        .on_failed_upgrade(move |err| {
+            failed
+                .counters
+                .failed_upgrades
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("upgrade failed: {err}");
+        })
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracked; // held until the connection is done
+            hub.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            connection::serve_socket(socket, subscription, from, hub, permit).await;
         })
 }

@@ -7,6 +7,11 @@
 //! messages behind gets `RecvError::Lagged(n)` instead of silently losing
 //! them. The payload is `Utf8Bytes` (reference-counted), so a message is
 //! serialised once and shared by all 1,000 writers, not copied 1,000 times.
+//!
+//! With a bus (`--bus redis://...`, see `server/bus.rs`) the registry is
+//! also the bus's list of wanted channels: creating or removing a channel
+//! tells the bus task to SUBSCRIBE or UNSUBSCRIBE, and the bus task pushes
+//! what Redis sends into the channel's ring with [`Channel::deliver`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +23,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::message::{ChatMessage, TICKER_NAME, now_ms};
+use super::bus::Bus;
+use crate::message::{ChatMessage, SERVER_NAME, TICKER_NAME, now_ms};
 
 /// One channel: its sender and its sequence counter.
 #[derive(Debug)]
@@ -57,10 +63,39 @@ impl Channel {
         *seq
     }
 
+    /// Puts a frame that came back from the bus into the ring, as it is:
+    /// the bus assigned its `seq`, so every instance sends the same frame.
+    pub(crate) fn deliver(&self, frame: Utf8Bytes) {
+        // Err = no receivers right now (the last one just left).
+        let _ = self.tx.send(frame);
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A server notice (`seq` 0, from [`SERVER_NAME`]) to everyone here.
+    pub(crate) fn notice(&self, text: &str) {
+        let _ = self.tx.send(notice(self.name(), text, None));
+    }
+
     /// The channel's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// A server notice frame: `seq` 0, not part of the channel's sequence.
+pub(crate) fn notice(channel: &str, text: &str, missed: Option<u64>) -> Utf8Bytes {
+    let notice = ChatMessage {
+        channel: channel.to_owned(),
+        seq: 0,
+        from: SERVER_NAME.to_owned(),
+        text: text.to_owned(),
+        ts: now_ms(),
+        missed,
+    };
+    // Plain strings and integers: serialisation cannot fail.
+    serde_json::to_string(&notice)
+        .expect("ChatMessage serialises")
+        .into()
 }
 
 struct Entry {
@@ -80,6 +115,9 @@ pub(crate) struct Registry {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     published: Arc<AtomicU64>,
+    /// The cross-instance bus, if any: told about every new or removed
+    /// channel, and the path every publish takes.
+    bus: Option<Arc<Bus>>,
 }
 
 /// Refused: a new channel would pass `max_channels`.
@@ -93,6 +131,7 @@ impl Registry {
         tick_interval: Option<Duration>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
+        bus: Option<Arc<Bus>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
@@ -102,6 +141,7 @@ impl Registry {
             tracker,
             shutdown,
             published: Arc::default(),
+            bus,
         })
     }
 
@@ -123,8 +163,12 @@ impl Registry {
             if let Some(period) = self.tick_interval {
                 // Supervised, not fire-and-forget: the tracker lets shutdown
                 // wait for it, and the token stops it with its channel.
-                self.tracker
-                    .spawn(tick(channel.clone(), period, ticker.clone()));
+                self.tracker.spawn(tick(
+                    channel.clone(),
+                    self.bus.clone(),
+                    period,
+                    ticker.clone(),
+                ));
             }
             channels.insert(
                 name.to_owned(),
@@ -134,6 +178,9 @@ impl Registry {
                     ticker,
                 },
             );
+            if let Some(bus) = &self.bus {
+                bus.wanted_changed();
+            }
         }
         // Just inserted or already present.
         let entry = channels.get_mut(name).expect("entry exists");
@@ -149,6 +196,23 @@ impl Registry {
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Channel>> {
         let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.get(name).map(|entry| entry.channel.clone())
+    }
+
+    /// The names of the live channels (the bus subscribes to these).
+    pub(crate) fn names(&self) -> Vec<String> {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.keys().cloned().collect()
+    }
+
+    /// Sends a server notice to every live channel (bus down, bus back).
+    pub(crate) fn notice_all(&self, text: &str) {
+        let channels: Vec<Arc<Channel>> = {
+            let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels.values().map(|e| e.channel.clone()).collect()
+        };
+        for channel in channels {
+            channel.notice(text);
+        }
     }
 
     /// Live channels.
@@ -172,6 +236,9 @@ impl Registry {
                 entry.ticker.cancel();
                 channels.remove(name);
                 tracing::debug!(channel = name, "channel removed: no subscribers");
+                if let Some(bus) = &self.bus {
+                    bus.wanted_changed();
+                }
             }
         }
     }
@@ -192,7 +259,13 @@ impl Drop for Subscription {
 }
 
 /// The external event source of a channel (standing in for Redis or Kafka).
-async fn tick(channel: Arc<Channel>, period: Duration, stop: CancellationToken) {
+/// With a bus, ticks go through it like any message (each instance ticks).
+async fn tick(
+    channel: Arc<Channel>,
+    bus: Option<Arc<Bus>>,
+    period: Duration,
+    stop: CancellationToken,
+) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut count = 0u64;
     loop {
@@ -200,7 +273,19 @@ async fn tick(channel: Arc<Channel>, period: Duration, stop: CancellationToken) 
             () = stop.cancelled() => break,
             _ = interval.tick() => {
                 count += 1;
-                channel.publish(TICKER_NAME, &format!("tick {count}"));
+                let text = format!("tick {count}");
+                match &bus {
+                    None => {
+                        channel.publish(TICKER_NAME, &text);
+                    }
+                    // A tick lost to a bus outage is just a missed tick.
+                    Some(bus) => {
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            _ = bus.publish(channel.name(), TICKER_NAME, &text) => {}
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,13 +1,16 @@
 //! Load generators for the broadcast server: fan-out and idle connections.
 //!
-//! Not a seed example: the performance bullets of the WebSocket issue. Run
+//! Demo support, not a pattern: the performance bullets of the WebSocket
+//! issue. Run
 //! against a server in another process (`ws-load` starts one for you) so
 //! the figures include the real syscalls and scheduling between them.
 //!
-//! - [`fanout`]: `clients` subscribers join one channel, one publisher sends
-//!   `messages` as fast as it can, and every subscriber counts what it gets
-//!   (and checks `seq` order). The figure is deliveries per second from the
-//!   first publish to the last delivery.
+//! - [`fanout`]: `clients` subscribers join one channel (spread round-robin
+//!   over one or more server instances), one publisher on the first
+//!   instance sends `messages` as fast as it can, and every subscriber
+//!   counts what it gets (and checks `seq` order). The figure is deliveries
+//!   per second from the first publish to the last delivery. Against
+//!   instances joined by a bus, that is deliveries across instances.
 //! - [`idle`]: opens `connections` sockets that only answer pings, then
 //!   reads the server's RSS from `/stats`.
 //!
@@ -16,7 +19,7 @@
 //! and read the `seq` digits in place.
 //!
 //! ```text
-//! cargo run --release --bin ws-load -- --clients 1000 --messages 1000 --runs 3
+//! cargo run --release --bin ws-load -- --clients 1000 --count 1000 --runs 3
 //! cargo run --release --bin ws-load -- --idle 5000
 //! ```
 
@@ -48,8 +51,9 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A fan-out run.
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
-    /// `ws://host:port` of the server.
-    pub base_url: String,
+    /// `ws://host:port` of each server instance (at least one); the
+    /// publisher uses the first, subscribers are spread over all.
+    pub base_urls: Vec<String>,
     /// Subscribers on the channel.
     pub clients: usize,
     /// Messages the publisher sends.
@@ -76,7 +80,7 @@ pub struct FanoutReport {
     /// First publish to last delivery, in ms.
     pub elapsed_ms: f64,
     /// `deliveries / elapsed`.
-    pub deliveries_per_sec: f64,
+    pub deliveries_per_s: f64,
     /// Per subscriber: first publish to its last delivery.
     pub completion: LatencySummary,
 }
@@ -84,8 +88,18 @@ pub struct FanoutReport {
 /// Runs one fan-out measurement.
 pub async fn fanout(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     let channel = format!("bench-{}-{}", std::process::id(), crate::message::now_ms());
-    let url = format!("{}/ws/{channel}", config.base_url);
-    let subscribers = connect_many(&url, config.clients).await?;
+    let urls: Vec<String> = config
+        .base_urls
+        .iter()
+        .map(|base| format!("{base}/ws/{channel}"))
+        .collect();
+    let url = urls.first().context("no server URL")?.clone();
+    let mut subscribers = Vec::with_capacity(config.clients);
+    for (i, url) in urls.iter().enumerate() {
+        // Round-robin: instance i gets every n-th client.
+        let share = config.clients / urls.len() + usize::from(i < config.clients % urls.len());
+        subscribers.extend(connect_many(url, share).await?);
+    }
     let expected = config.messages as u64;
     let mut readers = JoinSet::new();
     for socket in subscribers {
@@ -113,7 +127,7 @@ pub async fn fanout(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         missed: 0,
         out_of_order: 0,
         elapsed_ms: 0.0,
-        deliveries_per_sec: 0.0,
+        deliveries_per_s: 0.0,
         completion: LatencyRecorder::new().summary(),
     };
     let mut completion = LatencyRecorder::new();
@@ -135,7 +149,7 @@ pub async fn fanout(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     drain.abort();
     let elapsed = last.saturating_duration_since(started);
     report.elapsed_ms = elapsed.as_secs_f64() * 1e3;
-    report.deliveries_per_sec = report.deliveries as f64 / elapsed.as_secs_f64().max(1e-9);
+    report.deliveries_per_s = report.deliveries as f64 / elapsed.as_secs_f64().max(1e-9);
     report.completion = completion.summary();
     Ok(report)
 }
@@ -214,12 +228,12 @@ pub struct IdleReport {
     pub connections: usize,
     /// Connections the server reported open.
     pub server_open: u64,
-    /// Server RSS before connecting, in MB.
-    pub server_rss_before_mb: f64,
-    /// Server RSS with every connection open, in MB.
-    pub server_rss_mb: f64,
-    /// `(after - before) / connections`, in KiB.
-    pub per_connection_kib: f64,
+    /// Server RSS before connecting.
+    pub server_rss_before_bytes: u64,
+    /// Server RSS with every connection open.
+    pub server_rss_bytes: u64,
+    /// `(after - before) / connections`.
+    pub per_connection_bytes: u64,
     /// Time to open them all, in ms.
     pub connect_ms: f64,
 }
@@ -250,7 +264,6 @@ pub async fn idle(
     let during = server_stats(base_url).await?;
     readers.abort_all();
     while readers.join_next().await.is_some() {}
-    let mb = |bytes: Option<u64>| bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let growth = during
         .rss_bytes
         .unwrap_or(0)
@@ -258,9 +271,9 @@ pub async fn idle(
     Ok(IdleReport {
         connections,
         server_open: during.open,
-        server_rss_before_mb: mb(before.rss_bytes),
-        server_rss_mb: mb(during.rss_bytes),
-        per_connection_kib: growth as f64 / 1024.0 / connections.max(1) as f64,
+        server_rss_before_bytes: before.rss_bytes.unwrap_or(0),
+        server_rss_bytes: during.rss_bytes.unwrap_or(0),
+        per_connection_bytes: growth / connections.max(1) as u64,
         connect_ms,
     })
 }
@@ -299,7 +312,7 @@ pub struct Medians {
     /// Median elapsed ms.
     pub elapsed_ms: f64,
     /// Median deliveries per second.
-    pub deliveries_per_sec: f64,
+    pub deliveries_per_s: f64,
 }
 
 /// The medians of `runs` (empty input gives zeros).
@@ -310,6 +323,6 @@ pub fn medians(runs: &[FanoutReport]) -> Medians {
     };
     Medians {
         elapsed_ms: median(runs.iter().map(|r| r.elapsed_ms).collect()),
-        deliveries_per_sec: median(runs.iter().map(|r| r.deliveries_per_sec).collect()),
+        deliveries_per_s: median(runs.iter().map(|r| r.deliveries_per_s).collect()),
     }
 }
