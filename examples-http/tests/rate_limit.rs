@@ -241,7 +241,9 @@ async fn the_throttle_counts_each_start_and_its_first_and_last_instant() {
     let throttle = Throttle::new(Some(RateLimiter::new(10.0, 1).unwrap()), 1);
     let t0 = Instant::now();
     for _ in 0..3 {
-        throttle.run(async {}).await;
+        // While it runs, the op is in flight and holds the only permit.
+        let inside = throttle.run(async { (throttle.in_flight(), throttle.available_permits()) });
+        assert_eq!(inside.await, (1, 0));
     }
     let starts = throttle.starts();
     assert_eq!(starts.count, 3);
@@ -250,6 +252,8 @@ async fn the_throttle_counts_each_start_and_its_first_and_last_instant() {
     assert_eq!(throttle.in_flight(), 0);
     assert_eq!(throttle.available_permits(), 1);
     assert_eq!(throttle.peak_in_flight(), 1);
+    assert_eq!(throttle.limiter().map(RateLimiter::interval), Some(ms(100)));
+    assert!(Throttle::new(None, 1).limiter().is_none());
     // A cap of zero is read as one: a throttle that admits nothing would hang.
     assert_eq!(Throttle::new(None, 0).available_permits(), 1);
 }
@@ -276,7 +280,6 @@ async fn acquire_dropped_at_any_await_only_forfeits_its_slot() {
 #[tokio::test(start_paused = true)]
 async fn a_throttled_run_dropped_at_any_await_gives_back_its_permit_and_count() {
     let throttle = Throttle::new(Some(RateLimiter::new(10.0, 1).unwrap()), 2);
-    // Hold one permit so the op also waits for... nothing: the cap is 2.
     let polls = common::testing::cancel_at_every_await(
         |_| {
             throttle.run(async {
@@ -320,3 +323,27 @@ async fn a_panicking_operation_releases_its_permit_and_in_flight_count() {
     assert_eq!(t0.elapsed(), ms(10));
     assert_eq!(throttle.starts().count, 2);
 }
+
+#[test]
+fn the_pause_clamp_is_the_flag_bound_of_seven_days() {
+    assert_eq!(MAX_PAUSE, common::args::MAX_DURATION);
+    assert_eq!(MAX_PAUSE, Duration::from_secs(604_800));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_limiter_trait_acquires_and_pauses_like_the_inherent_methods() {
+    use examples_http::rate_limit::Limiter;
+    let limiter = RateLimiter::new(10.0, 1).unwrap();
+    let t0 = Instant::now();
+    Limiter::pause(&limiter, Duration::from_secs(1))
+        .await
+        .unwrap();
+    Limiter::acquire_slot(&limiter).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    Limiter::acquire_slot(&limiter).await.unwrap();
+    assert_eq!(t0.elapsed(), ms(1100));
+}
+
+// Equivalent mutants cargo-mutants reports (checked by hand):
+// - `paused > schedule.tat` -> `>=` in `RateLimiter::pause_until`: when
+//   equal, assigning the same instant changes nothing.
