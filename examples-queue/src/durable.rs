@@ -89,6 +89,19 @@
 //! | handler error or panic | retry with backoff, then `dead` with the last error |
 //! | lost `NOTIFY` | the next poll (at most `poll_interval`) picks the work up |
 //!
+//! ## Hostile input and peers
+//!
+//! - The queue name becomes part of SQL identifiers, so it is checked
+//!   ([`valid_queue_name`]: `[a-z][a-z0-9_]{0,31}`) before any SQL is built;
+//!   every value (payloads, errors, durations) is a bound parameter.
+//! - A handler that hangs cannot hold a task for ever: when its lease can
+//!   no longer be extended it is dropped; one that panics (in the call or
+//!   in its future) is a failed attempt. A task that kills its consumer
+//!   every time ends `dead` after `max_retries + 1` leases, not in a loop.
+//! - A stalled or unreachable server: the pool's acquire has a 10 s
+//!   timeout, failed writes are retried with backoff for a bounded time,
+//!   and nothing is claimed meanwhile.
+//!
 //! ## At larger scale
 //!
 //! This is the pattern to learn, and it carries real workloads of

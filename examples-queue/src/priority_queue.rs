@@ -48,6 +48,15 @@
 //! before the call, enabled or not; anyone arriving later sees `closed`.
 //! `join()` waits on a third `Notify` with the same enable-then-check rule.
 //!
+//! ## Hostile callers
+//!
+//! Memory is bounded by `capacity` (plus at most the tasks in flight, for
+//! [`requeue`](PriorityQueue::requeue)); a consumer that panics while
+//! holding a claim finishes it for `join()` as its `Done` drops; a caller
+//! that drops `push`, `pop`, `push_many`, `pop_many` or `join` at any await
+//! point leaves no stale waiter count and loses no item or wake-up (the
+//! tests walk every await point with `common::testing::cancel_at_every_await`).
+//!
 //! ## In production
 //!
 //! tokio has no priority channel. For two or three fixed levels, one bounded

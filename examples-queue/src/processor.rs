@@ -31,6 +31,11 @@
 //!   completed/failed/retried/dead-lettered and the queue-wait p50/p99 of
 //!   the last interval (HDR histograms: the tail, not just a mean).
 //!
+//! Hostile callbacks: a handler that panics (in `handle` or in its future)
+//! or an `on_snapshot` that panics cannot kill a consumer, hang `join()` or
+//! fail the run; a caller that drops `run` stops every task it spawned. The
+//! dead-letter list holds at most one entry per task produced.
+//!
 //! Counters are atomics (`Relaxed`: each is an independent tally, and the
 //! final read happens after the tasks that wrote them were joined).
 //!

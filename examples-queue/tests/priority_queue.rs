@@ -565,3 +565,21 @@ async fn every_item_arrives_exactly_once_under_contention() {
         (0, 0, 0, 0)
     );
 }
+
+/// push_many fills the queue exactly to its capacity, never one past it,
+/// and waits for room for the rest.
+#[tokio::test(start_paused = true)]
+async fn push_many_stops_at_the_capacity() {
+    let queue = PriorityQueue::new(2);
+    let producer = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.push_many(vec![(0, 1), (0, 2), (0, 3)]).await }
+    });
+    time::sleep(Duration::from_secs(1)).await;
+    assert!(!producer.is_finished());
+    let stats = queue.stats();
+    assert_eq!((stats.queued, stats.waiting_producers), (2, 1), "{stats:?}");
+    assert_eq!(queue.pop().await.map(|c| c.item), Some(1));
+    timeout(LIMIT, producer).await.unwrap().unwrap().unwrap();
+    assert_eq!(queue.stats().queued, 2);
+}
