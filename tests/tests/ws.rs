@@ -1,12 +1,13 @@
 //! `ws-broadcast-server` and `ws-load` as a user
 //! runs them, plus the browser page in headless Chromium (ignored unless
-//! Chromium is installed: `.ci/chromium` installs it, `.ci/run` runs it).
+//! Chromium is installed: `.ci/chromium` installs it, `.ci/run` runs it),
+//! and two instances on a Redis bus (ignored unless `REDIS_URL` is set).
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use e2e::{run, spawn};
+use e2e::{exit, run, spawn};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -15,12 +16,8 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn one_error_line(stderr: &str) {
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
+/// A signal must end a run within this.
+const PROMPT: Duration = Duration::from_secs(10);
 
 fn free_port() -> u16 {
     // Bound and released: good enough for a test on loopback.
@@ -31,8 +28,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+async fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + LIMIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server never listened");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
 #[tokio::test]
-async fn ws_broadcast_server_sends_1001_and_exits_0_on_sigterm() {
+async fn ws_broadcast_server_sends_1001_and_exits_130_on_sigterm() {
     let mut server = spawn("ws-broadcast-server", &["--port", "0"]).unwrap();
     let line = server.wait_for_line("listening on", LIMIT).await.unwrap();
     let addr = line.rsplit("http://").next().unwrap().to_owned();
@@ -60,8 +73,8 @@ async fn ws_broadcast_server_sends_1001_and_exits_0_on_sigterm() {
         }
     };
     assert_eq!(code, Some(1001));
-    let output = server.wait(LIMIT).await.unwrap();
-    output.assert_code(0);
+    let output = server.wait(PROMPT).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
     assert!(
         output
             .stdout
@@ -72,89 +85,298 @@ async fn ws_broadcast_server_sends_1001_and_exits_0_on_sigterm() {
 }
 
 #[tokio::test]
-async fn ws_broadcast_server_prints_one_json_summary_at_exit() {
-    let port = free_port().to_string();
-    let server = spawn("ws-broadcast-server", &["--port", &port, "--json"]).unwrap();
+async fn ws_broadcast_server_prints_one_json_envelope_at_exit_on_sigint() {
+    let port = free_port();
+    let server = spawn(
+        "ws-broadcast-server",
+        &["--port", &port.to_string(), "--json"],
+    )
+    .unwrap();
     // --json keeps stdout for the summary: wait until the port answers.
-    let deadline = Instant::now() + LIMIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server never listened");
-        sleep(Duration::from_millis(20)).await;
-    }
-    server.sigterm().unwrap();
-    let output = server.wait(LIMIT).await.unwrap();
-    output.assert_code(0);
-    assert_eq!(output.stdout.lines().count(), 1, "{}", output.stdout);
-    let summary: Value = serde_json::from_str(&output.stdout).unwrap();
+    wait_until_listening(port).await;
+    server.signal(libc::SIGINT).unwrap();
+    let output = server.wait(PROMPT).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
+    let summary = output.json_envelope("ws-broadcast-server");
+    assert_eq!(summary["seed"], 5);
+    assert_eq!(summary["interrupted"], true);
     assert_eq!(summary["drain"]["drained"], true);
     assert!(summary["stats"]["accepted"].is_u64(), "{summary}");
+    assert!(summary["stats"]["failed_upgrades"].is_u64(), "{summary}");
 }
 
 #[tokio::test]
-async fn ws_broadcast_server_refuses_an_idle_timeout_shorter_than_the_ping() {
-    let args = [
-        "--port",
-        "0",
-        "--idle-timeout",
-        "1s",
-        "--ping-interval",
-        "5s",
-    ];
-    let output = run("ws-broadcast-server", &args, LIMIT).await.unwrap();
-    output.assert_code(1);
-    one_error_line(&output.stderr);
+async fn ws_broadcast_server_refuses_a_ping_interval_not_shorter_than_the_idle_timeout() {
+    for (ping, idle) in [("5s", "1s"), ("5s", "5s")] {
+        let args = ["--ping-interval", ping, "--idle-timeout", idle];
+        let output = run("ws-broadcast-server", &args, LIMIT).await.unwrap();
+        output.assert_clear_error(exit::USAGE, "--ping-interval");
+    }
 }
 
 #[tokio::test]
-async fn ws_broadcast_server_rejects_a_malformed_duration_as_usage() {
-    let output = run("ws-broadcast-server", &["--tick-interval", "soon"], LIMIT)
+async fn ws_broadcast_server_rejects_bad_values_as_usage_errors() {
+    for args in [
+        &["--tick-interval", "soon"][..],
+        &["--tick-interval", "1e19s"],
+        &["--tick-interval", "1e19"],
+        &["--max-clients", "0"],
+        &["--max-message", "18446744073709551615"],
+        &["--lag-limit", "-1"],
+        &["--drain-timeout", "NaN"],
+        &["--bus", "http://127.0.0.1:6379"],
+        &["--bus-prefix", "x"],
+    ] {
+        let output = run("ws-broadcast-server", args, LIMIT).await.unwrap();
+        output.assert_code(exit::USAGE);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn ws_broadcast_server_exits_1_when_its_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = run("ws-broadcast-server", &["--port", &port], LIMIT)
         .await
         .unwrap();
-    output.assert_code(2);
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+    output.assert_clear_error(exit::FAILED, "cannot listen");
 }
 
 #[tokio::test]
 async fn ws_load_fans_out_to_every_client_against_a_separate_server() {
-    let args = [
-        "--clients",
-        "20",
-        "--messages",
-        "30",
-        "--runs",
-        "2",
-        "--json",
-    ];
+    let args = ["--clients", "20", "--count", "30", "--runs", "2", "--json"];
     let output = run("ws-load", &args, LIMIT).await.unwrap();
-    output.assert_code(0);
-    assert_eq!(output.stdout.lines().count(), 1, "{}", output.stdout);
-    let summary: Value = serde_json::from_str(&output.stdout).unwrap();
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("ws-load");
     for report in summary["runs"].as_array().unwrap() {
         assert_eq!(report["deliveries"], 600, "{report}");
         assert_eq!(report["out_of_order"], 0, "{report}");
     }
+    assert_eq!(summary["runs_left"], 0, "{summary}");
     assert!(
-        summary["median"]["deliveries_per_sec"].as_f64().unwrap() > 0.0,
+        summary["median"]["deliveries_per_s"].as_f64().unwrap() > 0.0,
         "{summary}"
     );
 }
 
 #[tokio::test]
 async fn ws_load_holds_idle_connections_and_reads_the_server_rss() {
-    let output = run(
-        "ws-load",
-        &["--idle", "50", "--hold", "200ms", "--json"],
-        LIMIT,
-    )
-    .await
-    .unwrap();
-    output.assert_code(0);
-    let report: Value = serde_json::from_str(&output.stdout).unwrap();
+    let args = ["--idle", "50", "--duration", "200ms", "--json"];
+    let output = run("ws-load", &args, LIMIT).await.unwrap();
+    output.assert_code(exit::OK);
+    let report = output.json_envelope("ws-load");
     assert_eq!(report["server_open"], 50, "{report}");
-    assert!(report["server_rss_mb"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["server_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["server_peak_rss_bytes"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn ws_load_rejects_bad_values_as_usage_errors() {
+    for args in [
+        &["--timeout", "1e19"][..],
+        &["--timeout", "1e19s"],
+        &["--clients", "0"],
+        &["--count", "18446744073709551615"],
+        &["--payload", "NaN"],
+        &["--duration", "1s"],
+        &["--instances", "2"],
+        &["--idle", "5", "--count", "5"],
+        &[
+            "--url",
+            "ws://127.0.0.1:1",
+            "--bus",
+            "redis://127.0.0.1:6379",
+        ],
+    ] {
+        let output = run("ws-load", args, LIMIT).await.unwrap();
+        output.assert_code(exit::USAGE);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn ws_load_exits_1_when_no_server_answers() {
+    let port = free_port().to_string();
+    let url = format!("ws://127.0.0.1:{port}");
+    let output = run("ws-load", &["--url", &url, "--json"], LIMIT)
+        .await
+        .unwrap();
+    output.assert_code(exit::FAILED);
+    let envelope = output.json_envelope("ws-load");
+    assert_eq!(envelope["ok"], false);
+}
+
+/// Starts a long fan-out, signals it, and checks it exits 130 promptly and
+/// stopped the server it started.
+async fn ws_load_stops_its_server_on(signal: libc::c_int) {
+    let args = ["--clients", "5", "--count", "10000000", "--timeout", "1h"];
+    let mut load = spawn("ws-load", &args).unwrap();
+    let line = load
+        .wait_for_line("started ws-broadcast-server pid", LIMIT)
+        .await
+        .unwrap();
+    let pid: u32 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    assert!(process_exists(pid));
+    load.wait_for_line("per-client completion", LIMIT)
+        .await
+        .unwrap();
+    load.signal(signal).unwrap();
+    let output = load.wait(PROMPT).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
+    assert!(
+        !process_exists(pid),
+        "ws-load left its server {pid} running"
+    );
+}
+
+#[tokio::test]
+async fn ws_load_stopped_by_sigterm_exits_130_and_stops_its_server() {
+    ws_load_stops_its_server_on(libc::SIGTERM).await;
+}
+
+#[tokio::test]
+async fn ws_load_stopped_by_sigint_exits_130_and_stops_its_server() {
+    ws_load_stops_its_server_on(libc::SIGINT).await;
+}
+
+#[tokio::test]
+async fn ws_load_idle_mode_stops_on_sigint() {
+    let args = ["--idle", "10", "--duration", "1h"];
+    let mut load = spawn("ws-load", &args).unwrap();
+    load.wait_for_line("started ws-broadcast-server pid", LIMIT)
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(500)).await;
+    load.signal(libc::SIGINT).unwrap();
+    load.wait(PROMPT)
+        .await
+        .unwrap()
+        .assert_code(exit::INTERRUPTED);
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").expect("set REDIS_URL, e.g. redis://127.0.0.1:6379")
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: set REDIS_URL"]
+async fn needs_redis_ws_load_fans_out_across_two_bus_instances() {
+    let url = redis_url();
+    let args = [
+        "--bus",
+        &url,
+        "--instances",
+        "2",
+        "--clients",
+        "20",
+        "--count",
+        "30",
+        "--json",
+    ];
+    let output = run("ws-load", &args, LIMIT).await.unwrap();
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("ws-load");
+    assert_eq!(summary["instances"], 2, "{summary}");
+    let run = &summary["runs"][0];
+    assert_eq!(
+        (&run["deliveries"], &run["missed"], &run["out_of_order"]),
+        (&json!(600), &json!(0), &json!(0)),
+        "{summary}"
+    );
+    assert!(
+        summary["one_instance"]["deliveries_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: set REDIS_URL"]
+async fn needs_redis_two_server_processes_share_a_channel_in_one_order() {
+    let url = redis_url();
+    let prefix = format!("e2e-{}", std::process::id());
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let args = [
+            "--port",
+            "0",
+            "--tick-interval",
+            "0s",
+            "--bus",
+            &url,
+            "--bus-prefix",
+            &prefix,
+        ];
+        let mut server = spawn("ws-broadcast-server", &args).unwrap();
+        let line = server.wait_for_line("listening on", LIMIT).await.unwrap();
+        addrs.push(line.rsplit("http://").next().unwrap().to_owned());
+        servers.push(server);
+    }
+    let mut clients = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/room?name=c{i}"))
+            .await
+            .unwrap();
+        clients.push(ws);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        for n in 0..10 {
+            client
+                .send(Message::text(format!("{i}-{n}")))
+                .await
+                .unwrap();
+        }
+    }
+    let mut orders = Vec::new();
+    for client in &mut clients {
+        let mut seen = Vec::new();
+        while seen.len() < 20 {
+            let frame = timeout(LIMIT, client.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Ok(text) = frame.to_text() else { continue };
+            let message: Value = serde_json::from_str(text).unwrap();
+            if message["seq"] != 0 {
+                seen.push((
+                    message["seq"].as_u64().unwrap(),
+                    message["text"].to_string(),
+                ));
+            }
+        }
+        orders.push(seen);
+    }
+    assert_eq!(orders[0], orders[1], "one order on both instances");
+    let seqs: Vec<u64> = orders[0].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    for server in servers {
+        server.sigterm().unwrap();
+        server
+            .wait(PROMPT)
+            .await
+            .unwrap()
+            .assert_code(exit::INTERRUPTED);
+    }
 }
 
 // ---- the browser page, in headless Chromium over the DevTools protocol ----
@@ -214,15 +436,32 @@ async fn launch_chromium() -> (Browser, String) {
     (Browser { child, profile }, url)
 }
 
-/// A minimal Chrome DevTools Protocol client: one command at a time.
+/// A minimal Chrome DevTools Protocol client: one command at a time; the
+/// page's console errors and exceptions are collected from the events.
 struct Cdp {
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     next_id: u64,
+    errors: Vec<String>,
 }
 
 impl Cdp {
+    fn collect(&mut self, event: &Value) {
+        let params = &event["params"];
+        let error = match event["method"].as_str() {
+            Some("Log.entryAdded") if params["entry"]["level"] == "error" => {
+                Some(params["entry"]["text"].to_string())
+            }
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
+                Some(params["args"].to_string())
+            }
+            Some("Runtime.exceptionThrown") => Some(params["exceptionDetails"].to_string()),
+            _ => None,
+        };
+        self.errors.extend(error);
+    }
+
     async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
@@ -245,7 +484,8 @@ impl Cdp {
             if reply["id"] == id {
                 assert!(reply.get("error").is_none(), "{method} failed: {reply}");
                 return reply["result"].clone();
-            } // events and other replies are not ours
+            }
+            self.collect(&reply); // an event (or another reply)
         }
     }
 
@@ -277,12 +517,34 @@ impl Cdp {
     }
 }
 
+/// The next chat frame from `from` on a Rust client.
+async fn next_from(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+    from: &str,
+) -> Value {
+    loop {
+        let frame = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+        let Ok(text) = frame.to_text() else { continue };
+        let message: Value = serde_json::from_str(text).unwrap();
+        if message["from"] == from {
+            return message;
+        }
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs Chromium: .ci/chromium installs it"]
-async fn the_browser_page_shows_a_message_sent_by_a_rust_client_and_sends_one_back() {
+async fn needs_chromium_the_chat_page_works_on_a_phone_with_clear_errors() {
     let mut server = spawn(
         "ws-broadcast-server",
-        &["--port", "0", "--tick-interval", "0"],
+        &[
+            "--port",
+            "0",
+            "--tick-interval",
+            "0s",
+            "--max-message",
+            "1KiB",
+        ],
     )
     .unwrap();
     let line = server.wait_for_line("listening on", LIMIT).await.unwrap();
@@ -290,10 +552,13 @@ async fn the_browser_page_shows_a_message_sent_by_a_rust_client_and_sends_one_ba
 
     let (_browser, devtools) = launch_chromium().await;
     let (ws, _) = tokio_tungstenite::connect_async(devtools).await.unwrap();
-    let mut cdp = Cdp { ws, next_id: 0 };
-    let page = format!("http://{addr}/?channel=e2e&name=browser");
+    let mut cdp = Cdp {
+        ws,
+        next_id: 0,
+        errors: Vec::new(),
+    };
     let target = cdp
-        .call(None, "Target.createTarget", json!({ "url": page }))
+        .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
         .await;
     let attached = cdp
         .call(
@@ -303,50 +568,173 @@ async fn the_browser_page_shows_a_message_sent_by_a_rust_client_and_sends_one_ba
         )
         .await;
     let session = attached["sessionId"].as_str().unwrap().to_owned();
-    cdp.wait_for(
-        &session,
-        "document.body && document.body.dataset.state",
-        |v| v == "open",
-    )
-    .await;
+    let s = Some(session.as_str());
+    for method in ["Runtime.enable", "Log.enable", "Page.enable"] {
+        cdp.call(s, method, json!({})).await;
+    }
+    // A phone: 390 CSS pixels wide.
+    let phone = json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true });
+    cdp.call(s, "Emulation.setDeviceMetricsOverride", phone)
+        .await;
+    let page = format!("http://{addr}/?channel=e2e&name=browser");
+    cdp.call(s, "Page.navigate", json!({ "url": page })).await;
+    let state = "document.body && document.body.dataset.state";
+    cdp.wait_for(&session, state, |v| v == "open").await;
+    let width = "document.documentElement.scrollWidth";
+    assert_eq!(cdp.eval(&session, width).await, 390, "the page fits 390 px");
 
-    // Rust -> server -> page.
+    // The channel pattern compiles under the v flag and rejects a bad name.
+    let validity = "(() => { const c = document.querySelector('#join input[name=channel]'); \
+                    const old = c.value; c.value = 'bad name'; const bad = c.checkValidity(); \
+                    c.value = 'ok-1.x_y'; const good = c.checkValidity(); c.value = old; \
+                    return [bad, good]; })()";
+    assert_eq!(cdp.eval(&session, validity).await, json!([false, true]));
+
+    // Rust -> server -> page, a long word included: still 390 px wide.
     let (mut rust, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/e2e?name=rust"))
         .await
         .unwrap();
     let nonce = format!("hello from rust {}", std::process::id());
     rust.send(Message::text(nonce.clone())).await.unwrap();
-    let log = cdp
-        .wait_for(&session, "document.getElementById('log').innerText", |v| {
-            v.as_str().is_some_and(|text| text.contains(&nonce))
+    rust.send(Message::text("w".repeat(400))).await.unwrap();
+    let log = "document.getElementById('log').innerText";
+    let shown = cdp
+        .wait_for(&session, log, |v| {
+            v.as_str().is_some_and(|t| t.contains("wwwwwwwwww"))
         })
         .await;
     assert!(
-        log.as_str().unwrap().contains(&format!("rust: {nonce}")),
-        "{log}"
+        shown.as_str().unwrap().contains(&format!("rust: {nonce}")),
+        "{shown}"
     );
+    assert_eq!(cdp.eval(&session, width).await, 390, "a long word wraps");
 
     // Page -> server -> Rust, through the page's own form.
-    let submit = "(() => { const f = document.getElementById('send'); \
-                  f.text.value = 'hello from the browser'; f.requestSubmit(); return true; })()";
-    assert_eq!(cdp.eval(&session, submit).await, true);
-    let from_browser = loop {
-        let frame = timeout(LIMIT, rust.next()).await.unwrap().unwrap().unwrap();
-        let Ok(text) = frame.to_text() else { continue };
-        let message: Value = serde_json::from_str(text).unwrap();
-        if message["from"] == "browser" {
-            break message;
-        }
+    let submit = |text: &str| {
+        format!(
+            "(() => {{ const f = document.getElementById('send'); f.text.value = {}; \
+             f.requestSubmit(); return f.text.value; }})()",
+            json!(text)
+        )
     };
+    assert_eq!(
+        cdp.eval(&session, &submit("hello from the browser")).await,
+        ""
+    );
+    let from_browser = next_from(&mut rust, "browser").await;
     assert_eq!(from_browser["text"], "hello from the browser");
     assert_eq!(from_browser["channel"], "e2e");
 
+    // Over the server's byte limit (400 "€" = 1,200 UTF-8 bytes > 1 KiB):
+    // refused on the page, text kept, connection kept.
+    let euros = "€".repeat(400);
+    assert_eq!(
+        cdp.eval(&session, &submit(&euros)).await,
+        json!(euros),
+        "text kept"
+    );
+    let problem = cdp
+        .eval(
+            &session,
+            "document.getElementById('send-problem').textContent",
+        )
+        .await;
+    let problem = problem.as_str().unwrap();
+    assert!(
+        problem.contains("1200 bytes") && problem.contains("1024"),
+        "{problem}"
+    );
+    assert_eq!(cdp.eval(&session, state).await, "open");
+    assert_eq!(cdp.eval(&session, &submit("after the long one")).await, "");
+    assert_eq!(
+        next_from(&mut rust, "browser").await["text"],
+        "after the long one"
+    );
+
+    // A bad channel name typed in: explained on the page, nothing sent.
+    let attempts = "window.connectAttempts";
+    let before = cdp.eval(&session, attempts).await;
+    let join = |channel: &str| {
+        format!(
+            "(() => {{ const f = document.getElementById('join'); f.channel.value = {}; \
+             f.requestSubmit(); return true; }})()",
+            json!(channel)
+        )
+    };
+    cdp.eval(&session, &join("bad name")).await;
+    let why = cdp
+        .eval(
+            &session,
+            "document.getElementById('join-problem').textContent",
+        )
+        .await;
+    assert!(why.as_str().unwrap().contains("Channel names are"), "{why}");
+    assert_eq!(cdp.eval(&session, attempts).await, before, "nothing sent");
+    assert_eq!(cdp.eval(&session, state).await, "open", "still connected");
+
+    // Switching channel clears the log and marks the switch.
+    cdp.eval(&session, &join("other")).await;
+    cdp.wait_for(
+        &session,
+        "document.getElementById('status').textContent",
+        |v| v == "connected to other",
+    )
+    .await;
+    let items =
+        "[...document.querySelectorAll('#log li')].map(li => li.className + ':' + li.textContent)";
+    assert_eq!(
+        cdp.eval(&session, items).await,
+        json!(["marker:channel other"])
+    );
+
+    // No console error or exception so far (the v-flag pattern error would
+    // be one, logged at load).
+    assert_eq!(cdp.errors, Vec::<String>::new());
+
+    // A name the server refuses (the page's own check bypassed): a clear
+    // message and no endless retry on the 4xx.
+    let bypass = "(() => { document.getElementById('join').channel.value = 'bad name'; \
+                  connect(); return window.connectAttempts; })()";
+    let attempted = cdp.eval(&session, bypass).await.as_u64().unwrap();
+    cdp.wait_for(&session, state, |v| v == "refused").await;
+    let why = cdp
+        .eval(
+            &session,
+            "document.getElementById('join-problem').textContent",
+        )
+        .await;
+    assert!(
+        why.as_str().unwrap().contains("refused")
+            && why.as_str().unwrap().contains("channel names"),
+        "{why}"
+    );
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        cdp.eval(&session, attempts).await,
+        attempted,
+        "no retry after a 4xx"
+    );
+
+    // Close codes in words: back to a good channel, then stop the server.
+    cdp.eval(&session, &join("e2e")).await;
+    cdp.wait_for(&session, state, |v| v == "open").await;
+    server.sigterm().unwrap();
+    let status = "document.getElementById('status').textContent";
+    let closed = cdp
+        .wait_for(&session, status, |v| {
+            v.as_str().is_some_and(|t| t.contains("shutting down"))
+        })
+        .await;
+    assert!(!closed.as_str().unwrap().contains("1001"), "{closed}");
+    server
+        .wait(PROMPT)
+        .await
+        .unwrap()
+        .assert_code(exit::INTERRUPTED);
     // Best effort: the Browser guard kills it anyway.
     let _ = timeout(
         Duration::from_secs(5),
         cdp.call(None, "Browser.close", json!({})),
     )
     .await;
-    server.sigterm().unwrap();
-    server.wait(LIMIT).await.unwrap().assert_code(0);
 }

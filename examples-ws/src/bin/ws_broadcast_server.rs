@@ -58,7 +58,7 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         .config()
         .map_err(|err| UsageError::new(err.to_string()))?;
     match examples_ws::demo::os::raise_open_files_limit() {
-        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(err) => tracing::warn!("cannot raise the open files limit: {err}"),
     }
     let drain_timeout = config.drain_timeout;
