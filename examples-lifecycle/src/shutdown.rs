@@ -17,16 +17,31 @@
 //! 3. **Close resources.** The journal is flushed and synced, only after
 //!    the workers that write to it are gone.
 //!
-//! Phases 1 and 2 share one deadline (`--grace`, what Kubernetes calls
-//! `terminationGracePeriodSeconds`). When it expires, what remains is
+//! Phases 1 and 2 share one deadline (`--drain-timeout`, what Kubernetes
+//! calls `terminationGracePeriodSeconds`). When it expires, what remains is
 //! aborted and *reported* (which jobs were in progress, which never ran),
 //! phase 3 still runs (with its own short bound), and the report says the
-//! deadline expired so the binary exits non-zero. A second signal, handled
-//! by [`spawn_signal_watcher`], exits immediately.
+//! deadline expired so the binary exits non-zero. A second signal exits
+//! immediately (the driver harness, `common::driver`, does that for every
+//! binary).
+//!
+//! Two races this module closes (issue 15):
+//!
+//! - **The listen backlog.** Connections the kernel accepted before the
+//!   signal, request already sent, are handed to axum and served before the
+//!   socket closes, and counted (`connections_from_backlog`); see
+//!   [`IntakeListener`].
+//! - **A late submission.** The service's [`Drain::stop_work_intake`] must
+//!   guarantee no work is accepted after it returns; and
+//!   [`Drain::abort_work`] runs after a clean finish too, so anything that
+//!   slipped in anyway is reported, never silently dropped.
+//!
+//! [`serve_until`] takes any service implementing [`Drain`]; the demo's
+//! `JobService` is one.
 //!
 //! Primitives: `axum::serve(..).with_graceful_shutdown`, a custom
-//! `axum::serve::Listener`, `CancellationToken`, `tokio::time::timeout_at`,
-//! `tokio::signal::unix`.
+//! `axum::serve::Listener`, `CancellationToken`, `tokio::sync::Notify`,
+//! `tokio::time::timeout_at`.
 //!
 //! Production: this is what `tokio-graceful-shutdown` or a tower/hyper
 //! server with a `TaskTracker` gives you; the phases and the deadline are
@@ -34,7 +49,7 @@
 //!
 //! ```text
 //! cargo run --bin graceful-shutdown                       # demo: load, shutdown, report
-//! cargo run --bin graceful-shutdown -- --serve --grace 5  # then Ctrl-C (twice to force)
+//! cargo run --bin graceful-shutdown -- --serve --drain-timeout 5s  # then Ctrl-C (twice to force)
 //! cargo test -p examples-lifecycle --test graceful_shutdown
 //! cargo test -p e2e --test lifecycle
 //! ```
@@ -244,49 +259,4 @@ pub async fn serve_until<S: Drain>(
         closed,
         grace,
     })
-}
-
-/// Listens for SIGINT and SIGTERM: the first cancels `token` (a graceful
-/// shutdown), the second runs `on_force` (keep it tiny: remove a temp file)
-/// and exits the process at once with 128 + the signal number (130 for
-/// Ctrl-C, 143 for SIGTERM), the shell convention. `process::exit` runs no
-/// destructors and waits for no task: that is what "immediately" means.
-///
-/// Why not `common::shutdown_signal()` twice: tokio delivers a signal only
-/// to listeners that exist when it arrives, so a second listener created
-/// after the first signal could miss a quick second one. Both streams are
-/// registered here, up front, before this function returns.
-#[cfg(unix)]
-pub fn spawn_signal_watcher(
-    token: CancellationToken,
-    on_force: impl FnOnce() + Send + 'static,
-) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Registered here, synchronously: from this line on no signal is missed.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        let (name, _) = next_signal(&mut interrupt, &mut terminate).await;
-        tracing::info!("{name} received: graceful shutdown (send it again to force)");
-        token.cancel();
-        let (name, kind) = next_signal(&mut interrupt, &mut terminate).await;
-        // eprintln, not tracing: this is the last thing the process says.
-        eprintln!("second signal ({name}): exiting now without draining");
-        on_force();
-        std::process::exit(128 + kind.as_raw_value());
-    });
-    Ok(())
-}
-
-/// Waits for the next SIGINT or SIGTERM; returns its name and kind.
-#[cfg(unix)]
-async fn next_signal(
-    interrupt: &mut tokio::signal::unix::Signal,
-    terminate: &mut tokio::signal::unix::Signal,
-) -> (&'static str, tokio::signal::unix::SignalKind) {
-    use tokio::signal::unix::SignalKind;
-    tokio::select! {
-        _ = interrupt.recv() => ("SIGINT", SignalKind::interrupt()),
-        _ = terminate.recv() => ("SIGTERM", SignalKind::terminate()),
-    }
 }

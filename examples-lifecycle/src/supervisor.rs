@@ -40,7 +40,7 @@
 //! mechanism they hide is visible.
 //!
 //! ```text
-//! cargo run --bin background-tasks -- --duration 8 --crash-after 2.5
+//! cargo run --bin background-tasks -- --duration 8s --crash-after 2.5s
 //! cargo test -p examples-lifecycle --test supervisor
 //! ```
 
@@ -68,7 +68,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const EVENT_BUFFER: usize = 256;
 
 /// What the supervisor does when a task's future ends on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RestartPolicy {
     /// Leave it ended, whatever the outcome (a one-shot warm-up job).
     Never,
@@ -78,23 +78,11 @@ pub enum RestartPolicy {
     Always(Backoff),
 }
 
-/// Exponential backoff between restarts: `initial`, 2x, 4x, ... up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay before the first restart.
-    pub initial: Duration,
-    /// Upper bound on the delay. A run that lasted at least this long counts
-    /// as healthy: the next failure starts again from `initial`.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay before restart number `consecutive` (1-based) of a crash loop.
-    pub fn delay(&self, consecutive: u32) -> Duration {
-        let doublings = consecutive.saturating_sub(1).min(31);
-        self.initial.saturating_mul(1 << doublings).min(self.max)
-    }
-}
+/// The restart delays: the workspace's one backoff schedule. With
+/// `Jitter::None` the delays are `base`, `base * factor`, ... up to
+/// `max_delay`; a run that lasted at least `max_delay` counts as healthy,
+/// and the next failure starts again from `base`.
+pub use common::backoff::{Backoff, Jitter};
 
 /// Something the supervisor saw, broadcast to every subscriber at once.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use examples_lifecycle::demo::load::{self, LoadConfig};
 use examples_lifecycle::jobs::{JobService, JobsConfig, Journal};
-use examples_lifecycle::load::{self, LoadConfig};
 use examples_lifecycle::shutdown::{Phase, ShutdownReport, serve_until};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -192,7 +192,7 @@ async fn a_stuck_job_makes_the_deadline_expire_and_unfinished_jobs_are_reported(
     assert_eq!(report.closed.journal_error, None);
     let error = report.deadline_error().unwrap();
     assert!(
-        error.starts_with("grace period of 500ms expired: 1 job(s) aborted in progress [1]"),
+        error.starts_with("drain timeout of 500ms expired: 1 job(s) aborted in progress [1]"),
         "{error}"
     );
     // The client waiting on the abandoned job still gets a complete answer.

@@ -3,12 +3,22 @@
 
 use std::time::Duration;
 
-use examples_lifecycle::background::{self, DemoOptions};
+use examples_lifecycle::demo::background::{self, DemoOptions};
 use examples_lifecycle::supervisor::{
     Backoff, Event, ExitReason, RestartPolicy, Supervisor, TaskContext, TaskSpec, TaskState,
 };
 use tokio::sync::broadcast;
 use tokio::time::{self, Instant};
+
+/// The old supervisor schedule: double from `base` up to `max_delay`.
+fn doubling(base: Duration, max_delay: Duration) -> Backoff {
+    Backoff {
+        base,
+        factor: 2.0,
+        max_delay,
+        jitter: examples_lifecycle::supervisor::Jitter::None,
+    }
+}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -85,10 +95,7 @@ async fn the_seed_tasks_tick_at_the_seed_periods_and_warmup_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_task_is_restarted_with_backoff_and_reported() {
-    let backoff = Backoff {
-        initial: secs(1),
-        max: secs(8),
-    };
+    let backoff = doubling(secs(1), secs(8));
     let specs = vec![TaskSpec::new(
         "crashy",
         RestartPolicy::OnFailure(backoff),
@@ -129,10 +136,7 @@ async fn a_panicking_task_is_restarted_with_backoff_and_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn a_long_healthy_run_resets_the_backoff() {
-    let backoff = Backoff {
-        initial: secs(1),
-        max: secs(4),
-    };
+    let backoff = doubling(secs(1), secs(4));
     // Each run fails after 5 s, longer than `max`: never a crash loop.
     let specs = vec![TaskSpec::new(
         "flaky",
@@ -189,10 +193,7 @@ async fn a_failed_task_with_policy_never_stays_down_and_is_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn always_restarts_a_task_that_returns_ok() {
-    let backoff = Backoff {
-        initial: secs(2),
-        max: secs(60),
-    };
+    let backoff = doubling(secs(2), secs(60));
     let specs = vec![TaskSpec::new(
         "loop",
         RestartPolicy::Always(backoff),
@@ -286,10 +287,7 @@ async fn a_task_that_overruns_the_deadline_is_aborted_and_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn a_task_backing_off_when_stop_arrives_is_not_run_again() {
-    let backoff = Backoff {
-        initial: secs(10),
-        max: secs(60),
-    };
+    let backoff = doubling(secs(10), secs(60));
     let specs = vec![TaskSpec::new(
         "crashy",
         RestartPolicy::OnFailure(backoff),

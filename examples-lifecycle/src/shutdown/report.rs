@@ -94,7 +94,7 @@ impl ShutdownReport {
         }
         let lost = &self.drained.unfinished;
         Some(format!(
-            "grace period of {:?} expired: {} job(s) aborted in progress {:?}, {} queued job(s) never started {:?}, {} connection(s) abandoned",
+            "drain timeout of {:?} expired: {} job(s) aborted in progress {:?}, {} queued job(s) never started {:?}, {} connection(s) abandoned",
             self.grace,
             lost.in_progress.len(),
             lost.in_progress,

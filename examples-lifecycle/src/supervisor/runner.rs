@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use common::backoff::Delays;
+use rand::rngs::StdRng;
 use tokio::sync::oneshot;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
@@ -31,14 +33,16 @@ pub(super) struct Runner {
     tasks: JoinSet<RunOutcome>,
     ids: HashMap<Id, usize>,
     cancel: CancellationToken,
-    // Consecutive failures per task, for the backoff.
-    crash_loops: Vec<u32>,
+    // Per task, the delays of its current crash loop (None: no loop yet,
+    // or a healthy run ended the last one). Stateful because jittered
+    // schedules draw each delay from the one before.
+    crash_loops: Vec<Option<Delays<StdRng>>>,
 }
 
 impl Runner {
     pub(super) fn start_all(specs: Vec<TaskSpec>, shared: Arc<Shared>) -> Self {
         let mut runner = Self {
-            crash_loops: vec![0; specs.len()],
+            crash_loops: specs.iter().map(|_| None).collect(),
             specs,
             shared,
             tasks: JoinSet::new(),
@@ -118,17 +122,23 @@ impl Runner {
             });
             let crash_loop = &mut self.crash_loops[index];
             // A long healthy run forgives earlier failures.
-            *crash_loop = if ran_for >= backoff.max {
-                1
-            } else {
-                *crash_loop + 1
-            };
-            backoff.delay(*crash_loop)
+            if ran_for >= backoff.max_delay {
+                *crash_loop = None;
+            }
+            crash_loop
+                .get_or_insert_with(|| backoff.delays(rand::make_rng()))
+                .next()
+                // The schedule is endless; the cap is the safe answer anyway.
+                .unwrap_or(backoff.max_delay)
         });
         self.shared.update(index, |status| {
             status.record_failure(&reason);
             status.state = match restart_in {
-                Some(delay) => TaskState::BackingOff { until: now + delay },
+                // checked_add: `max_delay` is the caller's; an absurd one
+                // must not panic here (the sleep itself saturates).
+                Some(delay) => TaskState::BackingOff {
+                    until: now.checked_add(delay).unwrap_or(now),
+                },
                 None => TaskState::Exited(reason.clone()),
             };
             if restart_in.is_some() {
@@ -177,12 +187,13 @@ impl Runner {
     /// Cancel, wait until the deadline, abort the rest, report.
     async fn shutdown(mut self, grace: Duration) -> StatusReport {
         self.cancel.cancel();
-        let deadline = Instant::now() + grace;
+        // checked_add: a grace too large for the clock means "wait for
+        // every task", which is what `timeout_at` far away would do.
+        let now = Instant::now();
+        let deadline = now.checked_add(grace);
         let mut deadline_passed = false;
         loop {
-            let joined = if deadline_passed {
-                self.tasks.join_next_with_id().await
-            } else {
+            let joined = if let (false, Some(deadline)) = (deadline_passed, deadline) {
                 match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
                     Ok(joined) => joined,
                     Err(_elapsed) => {
@@ -197,6 +208,8 @@ impl Runner {
                         continue;
                     }
                 }
+            } else {
+                self.tasks.join_next_with_id().await
             };
             let Some(joined) = joined else { break };
             let (index, reason) = self.classify(joined);

@@ -148,13 +148,16 @@ async fn submit(client: &reqwest::Client, url: &str, job: &JobRequest) -> Outcom
         Err(err) => return Outcome::NoResponse(format!("{err:#}")),
     };
     let status = response.status();
-    // Seconds, capped: a server must not be able to park a client for long.
+    // Through the shared parser, capped: a server must not be able to
+    // park a client for long.
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-        .map_or(Duration::from_secs(1), |secs| {
-            Duration::from_secs(secs.min(10))
+        .and_then(|value| {
+            common::retry_after::parse_bytes(value.as_bytes(), std::time::SystemTime::now())
+        })
+        .map_or(Duration::from_secs(1), |wait| {
+            wait.min(Duration::from_secs(10))
         });
     // Reading the whole body is what makes the response "complete".
     let body = match response.bytes().await {
@@ -168,5 +171,80 @@ async fn submit(client: &reqwest::Client, url: &str, job: &JobRequest) -> Outcom
         Ok(result) if result.work_ms == job.work_ms => Outcome::Completed,
         Ok(result) => Outcome::Broken(format!("answer for another job: {result:?}")),
         Err(err) => Outcome::Broken(format!("malformed result: {err}")),
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "load: {} sent, {} complete responses, {} refused by the server, {} connection(s) refused after intake stopped, {} broken",
+            self.sent, self.completed, self.refused_by_server, self.connection_refused, self.broken
+        )?;
+        if let Some(latency) = &self.latency {
+            write!(f, "\n{}\n{latency}", LatencySummary::HEADER)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the demo run failed, if it did: the drain deadline expired, the
+/// journal did not close, or a client saw an accepted request broken.
+pub fn failure(
+    report: &crate::shutdown::ShutdownReport,
+    seen: Option<&LoadReport>,
+) -> Option<String> {
+    report
+        .deadline_error()
+        .or_else(|| {
+            let error = report.closed.journal_error.as_ref()?;
+            Some(format!(
+                "closing resources failed, results may be lost: {error}"
+            ))
+        })
+        .or_else(|| {
+            let seen = seen.filter(|s| s.broken > 0)?;
+            Some(format!(
+                "{} request(s) broken: an accepted request lost its response",
+                seen.broken
+            ))
+        })
+}
+
+/// The demo's load: clients running, and a timer that starts the shutdown.
+#[derive(Debug)]
+pub struct DemoLoad {
+    clients: tokio::task::JoinHandle<anyhow::Result<LoadReport>>,
+    stop_clients: CancellationToken,
+}
+
+impl DemoLoad {
+    /// Starts the clients against `base` and cancels `shutdown` after
+    /// `load_for` (the demo "sends itself a signal" mid-load).
+    pub fn start(
+        base: &str,
+        config: LoadConfig,
+        load_for: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let stop_clients = CancellationToken::new();
+        // Detached on purpose: it only cancels a token, then ends.
+        drop(tokio::spawn(async move {
+            tokio::time::sleep(load_for).await;
+            shutdown.cancel();
+        }));
+        let (base, stop) = (base.to_owned(), stop_clients.clone());
+        let clients = tokio::spawn(async move { run(&base, &config, stop).await });
+        Self {
+            clients,
+            stop_clients,
+        }
+    }
+
+    /// Stops the clients (each sees its current request through) and
+    /// returns what they saw.
+    pub async fn finish(self) -> anyhow::Result<LoadReport> {
+        self.stop_clients.cancel();
+        self.clients.await?
     }
 }

@@ -32,8 +32,8 @@
 //!
 //! ```text
 //! cargo build --release -p examples-lifecycle
-//! target/release/background-tasks --spawn-bench 100000 --json
-//! /usr/bin/time -v target/release/background-tasks --spawn-bench 100000 --bench-mode futures
+//! target/release/background-tasks --bench --count 100000 --json
+//! /usr/bin/time -v target/release/background-tasks --bench --count 100000 --bench-mode futures
 //! ```
 
 use std::time::Duration;
@@ -71,20 +71,34 @@ pub struct BenchResult {
     pub spawn_ms: f64,
     /// Wall time from the first spawn to the last completion, in ms.
     pub wall_ms: f64,
-    /// Peak resident memory of the process, in KiB (`VmHWM`), if known.
-    pub peak_rss_kib: Option<u64>,
+    /// Peak resident memory of the process, in bytes (`VmHWM`), if known.
+    pub peak_rss_bytes: Option<u64>,
 }
 
-/// Runs `tasks` sleepers of `sleep` each and measures wall time and memory.
+/// Runs `tasks` sleepers of `sleep` each and measures wall time and memory;
+/// `Ok(None)` when `stop` was cancelled first (the sleepers are aborted).
 ///
 /// Uses the real clock (`std::time::Instant`): this is a measurement, not
 /// timer logic, and must not run under a paused test clock.
-pub async fn run(tasks: usize, sleep: Duration, mode: BenchMode) -> anyhow::Result<BenchResult> {
-    // Measured inside a spawned task: `#[tokio::main]`'s body runs on the
-    // main thread, outside the worker pool, so every spawn from there goes
-    // through the shared injection queue (a lock and a wake-up each). From a
-    // worker, spawns land in its local run queue, as in a real server.
-    tokio::spawn(measure(tasks, sleep, mode)).await?
+pub async fn run(
+    tasks: usize,
+    sleep: Duration,
+    mode: BenchMode,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<BenchResult>> {
+    // Measured inside a spawned task: the harness's `block_on` body runs on
+    // the main thread, outside the worker pool, so every spawn from there
+    // goes through the shared injection queue (a lock and a wake-up each).
+    // From a worker, spawns land in its local run queue, as in a server.
+    let mut measuring = tokio::spawn(measure(tasks, sleep, mode));
+    tokio::select! {
+        joined = &mut measuring => Ok(Some(joined??)),
+        () = stop.cancelled() => {
+            // Aborting the task drops its JoinSet, which aborts the sleepers.
+            measuring.abort();
+            Ok(None)
+        }
+    }
 }
 
 async fn measure(tasks: usize, sleep: Duration, mode: BenchMode) -> anyhow::Result<BenchResult> {
@@ -133,7 +147,7 @@ async fn measure(tasks: usize, sleep: Duration, mode: BenchMode) -> anyhow::Resu
         sleep_ms: sleep.as_millis(),
         spawn_ms: spawned.as_secs_f64() * 1e3,
         wall_ms: wall.as_secs_f64() * 1e3,
-        peak_rss_kib: peak_rss_kib(),
+        peak_rss_bytes: peak_rss_kib().map(|kib| kib.saturating_mul(1024)),
     })
 }
 
@@ -144,4 +158,17 @@ pub fn peak_rss_kib() -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+impl std::fmt::Display for BenchResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rss = self.peak_rss_bytes.map_or("n/a".to_owned(), |b| {
+            format!("{:.1} MiB", b as f64 / 1_048_576.0)
+        });
+        write!(
+            f,
+            "{} sleepers of {} ms ({:?} mode): spawned in {:.1} ms, all done in {:.1} ms, peak RSS {rss}",
+            self.tasks, self.sleep_ms, self.mode, self.spawn_ms, self.wall_ms
+        )
+    }
 }

@@ -19,7 +19,12 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use crate::supervisor::{Backoff, RestartPolicy, TaskContext, TaskSpec};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::supervisor::{
+    Backoff, Event, Jitter, RestartPolicy, StatusReport, Supervisor, TaskContext, TaskSpec,
+};
 
 /// The seed's periods.
 pub const PROCESS_EVERY: Duration = Duration::from_secs(2);
@@ -41,10 +46,15 @@ pub struct DemoOptions {
 
 /// The four demo tasks with their policies and staleness limits.
 pub fn demo_tasks(options: DemoOptions) -> Vec<TaskSpec> {
-    let quick = Backoff {
-        initial: Duration::from_millis(500),
-        max: Duration::from_secs(4),
+    // Jitter::None keeps the demo's story the same every run; a fleet of
+    // processes restarting one dependency would want Jitter::Full.
+    let doubling = |base, max_delay| Backoff {
+        base,
+        factor: 2.0,
+        max_delay,
+        jitter: Jitter::None,
     };
+    let quick = doubling(Duration::from_millis(500), Duration::from_secs(4));
     vec![
         TaskSpec::new(
             "data-processor",
@@ -54,10 +64,7 @@ pub fn demo_tasks(options: DemoOptions) -> Vec<TaskSpec> {
         .stale_after(PROCESS_EVERY * 2),
         TaskSpec::new(
             "cleanup",
-            RestartPolicy::OnFailure(Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(10),
-            }),
+            RestartPolicy::OnFailure(doubling(Duration::from_secs(1), Duration::from_secs(10))),
             move |ctx| cleanup(ctx, options.slow_stop),
         )
         .stale_after(CLEANUP_EVERY * 2),
@@ -156,4 +163,86 @@ pub async fn cache_warmup(ctx: TaskContext) -> anyhow::Result<()> {
     ctx.tick();
     tracing::info!("cache-warmup: cache loaded");
     Ok(())
+}
+
+/// How long the demo runs, how often it reports, how long the stop may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Run this long, then stop.
+    pub duration: Duration,
+    /// Print a status report this often.
+    pub status_every: Duration,
+    /// The stop's deadline.
+    pub drain_timeout: Duration,
+}
+
+/// Runs the four demo tasks until `timing.duration` or `stop`, printing the
+/// events (when `story`), then stops them; returns the final report and why
+/// it stopped.
+pub async fn play(
+    options: DemoOptions,
+    timing: Timing,
+    story: bool,
+    stop: &CancellationToken,
+) -> (StatusReport, &'static str) {
+    let started = Instant::now();
+    let (supervisor, mut events) = Supervisor::start(demo_tasks(options));
+    if story {
+        println!(
+            "=== started 4 supervised tasks for {:?} ===",
+            timing.duration
+        );
+    }
+    let every = timing.status_every;
+    // Flag-parsed durations are at most 7 days: no overflow.
+    let mut status = tokio::time::interval_at(started + every, every);
+    let stop_at = tokio::time::sleep(timing.duration);
+    tokio::pin!(stop_at);
+    let why = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if story => print_event(started, &event),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "event stream lagged"),
+                // Closed only once the supervisor is gone, which needs stop().
+                Err(RecvError::Closed) => break "supervisor ended",
+            },
+            _ = status.tick(), if story => println!("--- status at {:.1}s ---\n{}", started.elapsed().as_secs_f64(), supervisor.status()),
+            () = &mut stop_at => break "duration elapsed",
+            () = stop.cancelled() => break "signal received",
+        }
+    };
+    if story {
+        println!(
+            "=== stopping ({why}), drain timeout {:?} ===",
+            timing.drain_timeout
+        );
+    }
+    let report = supervisor.stop(timing.drain_timeout).await;
+    while let Ok(event) = events.try_recv() {
+        if story {
+            print_event(started, &event);
+        }
+    }
+    if story {
+        println!("=== final report ===\n{report}");
+    }
+    (report, why)
+}
+
+fn print_event(started: Instant, event: &Event) {
+    let at = started.elapsed().as_secs_f64();
+    match event {
+        Event::Started { task, run } => println!("[{at:6.2}s] {task}: run {run} started"),
+        Event::Exited {
+            task,
+            reason,
+            restart_in: Some(delay),
+        } => println!("[{at:6.2}s] {task}: {reason}; restarting in {delay:?}"),
+        Event::Exited {
+            task,
+            reason,
+            restart_in: None,
+        } => println!("[{at:6.2}s] {task}: {reason}"),
+    }
 }
