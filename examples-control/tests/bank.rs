@@ -8,8 +8,8 @@ use examples_control::bank::actor::ActorBank;
 use examples_control::bank::race::{Variant, withdraw_race};
 use examples_control::bank::std_mutex::StdMutexBank;
 use examples_control::bank::tokio_mutex::TokioMutexBank;
-use examples_control::bank::workload::{self, Mix, Workload};
 use examples_control::bank::{Audit, Bank, BankError, Cents, EntryKind, InsufficientFunds, verify};
+use examples_control::demo::bank_workload::{self as workload, Mix, Workload};
 use tokio_util::sync::CancellationToken;
 
 const ACCOUNTS: usize = 8;
@@ -24,8 +24,8 @@ fn opening() -> Vec<Cents> {
 async fn stress<B: Bank>(bank: B, mix: Mix) {
     let bank = Arc::new(bank);
     let workload = Workload {
-        tasks: 50,
-        ops_per_task: 1_000,
+        concurrency: 50,
+        ops: 50_000,
         accounts: ACCOUNTS,
         max_amount: 5_000,
         mix,

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use examples_control::demo::timeline::{self, Span};
 use examples_control::resource_pool::{PoolError, ResourcePool};
-use examples_control::timeline::{self, Span};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 

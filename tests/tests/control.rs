@@ -1,102 +1,105 @@
 //! End to end: `semaphore-pool` and `bank-account` (crate examples-control)
-//! run the way a user runs them.
+//! run the way a user runs them: the demo, `--json`, `--bench`, signals,
+//! work that fails, and bad values.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::{run, spawn};
-use serde_json::Value;
+use e2e::{exit, run, spawn};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn json_line(stdout: &str) -> Value {
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "--json prints exactly one line:\n{stdout}");
-    serde_json::from_str(lines[0]).expect("the line is JSON")
-}
-
-fn assert_one_line_error(stderr: &str, needle: &str) {
-    assert!(
-        stderr.contains(needle),
-        "stderr lacks {needle:?}:\n{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("error:")).count(),
-        1,
-        "{stderr}"
-    );
-}
 
 #[tokio::test]
 async fn semaphore_pool_demo_serves_twenty_users_with_five_resources() {
     let output = run("semaphore-pool", &[], LIMIT).await.unwrap();
-    output.assert_code(0);
+    output.assert_code(exit::OK);
     let out = &output.stdout;
     for needle in [
         "20 users, 5 resources",
         "timeline:",
         "R4  |",
-        "served 20 of 20, timed out 0, refused (closed) 0; high-water 5/5; in use now 0",
+        "served 20 of 20, timed out 0, refused (closed) 0, cancelled 0; high-water 5/5; in use now 0",
         "after close(): a late acquire fails at once: pool is closed",
     ] {
         assert!(out.contains(needle), "missing {needle:?}:\n{out}");
     }
 }
 
+/// Users that time out are failed units of work: exit 1, with the report.
 #[tokio::test]
-async fn semaphore_pool_json_reports_timeouts_when_holds_outlast_the_wait() {
+async fn semaphore_pool_users_timing_out_exit_1_with_the_envelope() {
     // 5 users get a resource for 100 ms; the other 15 give up after 50 ms.
     let args = [
-        "--timeout-ms",
-        "50",
-        "--hold-min-ms",
-        "100",
-        "--hold-max-ms",
-        "100",
+        "--timeout",
+        "50ms",
+        "--hold-min",
+        "100ms",
+        "--hold-max",
+        "100ms",
         "--json",
     ];
     let output = run("semaphore-pool", &args, LIMIT).await.unwrap();
-    output.assert_code(0);
-    let summary = json_line(&output.stdout);
+    output.assert_code(exit::FAILED);
+    let summary = output.json_envelope("semaphore-pool");
+    assert_eq!(
+        (summary["seed"].as_u64(), summary["ok"].as_bool()),
+        (Some(8), Some(false))
+    );
     assert_eq!(summary["served"], 5);
     assert_eq!(summary["timed_out"], 15);
     assert_eq!(summary["pool"]["high_water"], 5);
     assert_eq!(summary["pool"]["timeouts"], 15);
     assert!(summary["pool"]["wait"]["p99_ms"].is_number());
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("15 users timed out"),
+        "{summary}"
+    );
 }
 
 #[tokio::test]
-async fn semaphore_pool_bench_prints_rates_as_json() {
-    let args = ["--bench", "--bench-ops", "1000", "--runs", "1", "--json"];
+async fn semaphore_pool_bench_prints_rates_in_the_envelope_and_stops_on_sigint() {
+    let args = ["--bench", "--count", "1000", "--runs", "1", "--json"];
     let output = run("semaphore-pool", &args, LIMIT).await.unwrap();
-    output.assert_code(0);
-    let summary = json_line(&output.stdout);
-    assert!(summary["pool_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(summary["semaphore_per_sec"].as_f64().unwrap() > 0.0);
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("semaphore-pool");
+    assert!(summary["pool_per_s"].as_f64().unwrap() > 0.0);
+    assert!(summary["semaphore_per_s"].as_f64().unwrap() > 0.0);
+
+    let args = ["--bench", "--count", "1000000000", "--json"];
+    let running = spawn("semaphore-pool", &args).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it start
+    running.signal(libc::SIGINT).unwrap();
+    let output = running.wait(Duration::from_secs(10)).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
+    assert_eq!(output.json_envelope("semaphore-pool")["interrupted"], true);
 }
 
+/// SIGINT: the pool closes, waiters are refused, holders finish within
+/// the drain timeout: a clean stop (130) that reports every user.
 #[tokio::test]
-async fn semaphore_pool_sigterm_closes_the_pool_and_reports_every_user() {
+async fn semaphore_pool_sigint_closes_the_pool_and_reports_every_user() {
     // One resource, 200 users x 50 ms: 10 s if left alone. The acquire
     // timeout is longer than that, so on a loaded machine nobody times out
     // before the signal lands and every unserved user is a refusal.
     let args = [
-        "--users",
+        "--count",
         "200",
         "--resources",
         "1",
-        "--hold-min-ms",
-        "50",
-        "--hold-max-ms",
-        "50",
-        "--timeout-ms",
-        "60000",
+        "--hold-min",
+        "50ms",
+        "--hold-max",
+        "50ms",
+        "--timeout",
+        "60s",
     ];
     let mut child = spawn("semaphore-pool", &args).unwrap();
     child.wait_for_line("user  1 got", LIMIT).await.unwrap();
-    child.sigterm().unwrap();
+    child.signal(libc::SIGINT).unwrap();
     let output = child.wait(Duration::from_secs(30)).await.unwrap();
-    output.assert_code(0);
+    output.assert_code(exit::INTERRUPTED);
     let line = output
         .stdout
         .lines()
@@ -110,31 +113,109 @@ async fn semaphore_pool_sigterm_closes_the_pool_and_reports_every_user() {
         .unwrap();
     assert!(served < 200, "{line}");
     assert!(
-        line.contains(&format!("refused (closed) {}", 200 - served)),
+        line.contains(&format!("refused (closed) {}, cancelled 0", 200 - served)),
         "{line}"
     );
 }
 
+/// Issue 15.22: holders that outlast the drain timeout are cancelled, so a
+/// SIGTERM with minute-long holds ends within about the drain timeout
+/// (exit 1: work was cut short), and reports them.
 #[tokio::test]
-async fn semaphore_pool_rejects_bad_input() {
-    let output = run("semaphore-pool", &["--resources", "0"], LIMIT)
-        .await
-        .unwrap();
-    output.assert_code(2);
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    let args = ["--hold-min-ms", "500", "--hold-max-ms", "100"];
-    let output = run("semaphore-pool", &args, LIMIT).await.unwrap();
-    output.assert_code(1);
-    assert_one_line_error(
-        &output.stderr,
-        "--hold-min-ms (500) must not exceed --hold-max-ms (100)",
+async fn semaphore_pool_sigterm_cancels_holders_after_the_drain_timeout() {
+    let args = [
+        "--count",
+        "3",
+        "--resources",
+        "2",
+        "--hold-min",
+        "60s",
+        "--hold-max",
+        "60s",
+        "--drain-timeout",
+        "300ms",
+        "--timeout",
+        "60s",
+        "--json",
+    ];
+    let mut child = spawn("semaphore-pool", &args).unwrap();
+    // Under --json nothing is printed until the end: give the users a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    child.sigterm().unwrap();
+    let output = child.wait(Duration::from_secs(20)).await.unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "not bounded by the drain"
     );
+    output.assert_code(exit::FAILED);
+    let summary = output.json_envelope("semaphore-pool");
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(
+        (
+            summary["cancelled"].as_u64(),
+            summary["refused_closed"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["pool"]["in_use"], 0);
+}
+
+/// A second signal during the drain exits at once (the harness).
+#[tokio::test]
+async fn semaphore_pool_second_signal_during_the_drain_exits_at_once() {
+    let args = [
+        "--count",
+        "2",
+        "--resources",
+        "2",
+        "--hold-min",
+        "60s",
+        "--hold-max",
+        "60s",
+        "--drain-timeout",
+        "60s",
+    ];
+    let mut child = spawn("semaphore-pool", &args).unwrap();
+    child.wait_for_line("user  1 got", LIMIT).await.unwrap();
+    child.sigterm().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.signal(libc::SIGINT).unwrap();
+    let output = child.wait(Duration::from_secs(10)).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
+}
+
+#[tokio::test]
+async fn semaphore_pool_rejects_bad_values_with_exit_2() {
+    for (args, needle) in [
+        (&["--resources", "0"][..], "--resources"),
+        (
+            &["--hold-min", "500ms", "--hold-max", "100ms"],
+            "--hold-min (500ms) must not exceed --hold-max (100ms)",
+        ),
+        (&["--hold-min", "100"], "--hold-min"),
+        (&["--timeout", "1e19s"], "--timeout"),
+        (&["--drain-timeout", "NaNs"], "--drain-timeout"),
+        (&["--count", "18446744073709551615"], "--count"),
+        (&["--count", "1000000"], "at most 100000 users"),
+        (&["--runs", "2"], "--bench"),
+    ] {
+        let output = run("semaphore-pool", args, LIMIT).await.unwrap();
+        output.assert_code(exit::USAGE);
+        assert!(
+            output.stderr.contains(needle),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+    }
 }
 
 #[tokio::test]
 async fn bank_account_demo_checks_all_three_designs() {
     let output = run("bank-account", &[], LIMIT).await.unwrap();
-    output.assert_code(0);
+    output.assert_code(exit::OK);
     let out = &output.stdout;
     for design in ["std-mutex", "tokio-mutex", "actor"] {
         let row = out
@@ -156,15 +237,11 @@ async fn bank_account_demo_checks_all_three_designs() {
 
 #[tokio::test]
 async fn bank_account_json_has_a_verified_ledger_per_design() {
-    let output = run(
-        "bank-account",
-        &["--json", "--tasks", "20", "--ops", "50"],
-        LIMIT,
-    )
-    .await
-    .unwrap();
-    output.assert_code(0);
-    let summary = json_line(&output.stdout);
+    let args = ["--json", "--concurrency", "20", "--count", "1000"];
+    let output = run("bank-account", &args, LIMIT).await.unwrap();
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("bank-account");
+    assert_eq!(summary["seed"], 9);
     assert_eq!(summary["mode"], "demo");
     let designs = summary["designs"].as_array().unwrap();
     assert_eq!(designs.len(), 3);
@@ -172,13 +249,14 @@ async fn bank_account_json_has_a_verified_ledger_per_design() {
         assert_eq!(design["report"]["ops"], 1000);
         assert_eq!(design["opposite_transfers_done"], 2000);
         assert!(design["ledger"]["entries"].as_u64().unwrap() > 0);
+        assert_eq!(design["ledger"]["totals_saturated"], false);
     }
 }
 
 #[tokio::test]
 async fn bank_account_demo_race_shows_the_bug_then_the_fix() {
     let output = run("bank-account", &["--demo-race"], LIMIT).await.unwrap();
-    output.assert_code(0);
+    output.assert_code(exit::OK);
     let out = &output.stdout;
     assert!(out.contains("LOST UPDATE"), "{out}");
     assert!(out.contains("OVERDRAWN"), "{out}");
@@ -194,34 +272,66 @@ async fn bank_account_demo_race_shows_the_bug_then_the_fix() {
     let output = run("bank-account", &["--demo-race", "--json"], LIMIT)
         .await
         .unwrap();
-    output.assert_code(0);
-    let summary = json_line(&output.stdout);
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("bank-account");
     assert_eq!(summary["outcomes"][2]["variant"], "locked");
     assert_eq!(summary["outcomes"][2]["closing"], 1000);
 }
 
 #[tokio::test]
-async fn bank_account_bench_mode_reports_ops_per_second() {
+async fn bank_account_bench_reports_ops_per_second_and_stops_on_sigint() {
     let args = [
-        "--bench", "--tasks", "4", "--ops", "200", "--runs", "1", "--design", "actor", "--json",
+        "--bench",
+        "--concurrency",
+        "4",
+        "--count",
+        "800",
+        "--runs",
+        "1",
+        "--design",
+        "actor",
+        "--json",
     ];
     let output = run("bank-account", &args, LIMIT).await.unwrap();
-    output.assert_code(0);
-    let summary = json_line(&output.stdout);
+    output.assert_code(exit::OK);
+    let summary = output.json_envelope("bank-account");
     assert_eq!(summary["mode"], "bench");
     assert_eq!(summary["designs"][0]["design"], "actor");
-    assert!(summary["designs"][0]["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(summary["designs"][0]["ops_per_s"].as_f64().unwrap() > 0.0);
+
+    let args = ["--bench", "--count", "10000000", "--runs", "100", "--json"];
+    let running = spawn("bank-account", &args).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it start
+    running.signal(libc::SIGINT).unwrap();
+    let output = running.wait(Duration::from_secs(10)).await.unwrap();
+    output.assert_code(exit::INTERRUPTED);
+    let summary = output.json_envelope("bank-account");
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["designs"][0]["report"]["stopped_early"], true);
 }
 
 #[tokio::test]
-async fn bank_account_rejects_bad_input() {
-    for args in [
-        &["--tasks", "0"][..],
-        &["--demo-race", "--bench"],
-        &["--design", "rwlock"],
+async fn bank_account_rejects_bad_values_with_exit_2() {
+    for (args, needle) in [
+        (&["--concurrency", "0"][..], "--concurrency"),
+        (&["--tasks", "4"], "--tasks"),
+        (&["--demo-race", "--bench"], "cannot be used"),
+        (&["--demo-race", "--count", "5"], "cannot be used"),
+        (&["--design", "rwlock"], "--design"),
+        (&["--count", "1e19"], "--count"),
+        (
+            &["--opening-cents", "18446744073709551615"],
+            "--opening-cents",
+        ),
+        (&["--max-amount-cents", "0"], "--max-amount-cents"),
     ] {
         let output = run("bank-account", args, LIMIT).await.unwrap();
-        output.assert_code(2);
+        output.assert_code(exit::USAGE);
+        assert!(
+            output.stderr.contains(needle),
+            "{args:?}: {}",
+            output.stderr
+        );
         assert!(
             !output.stderr.contains("panicked"),
             "{args:?}: {}",

@@ -32,8 +32,8 @@
 //! | `tokio::sync::Mutex` per account | [`tokio_mutex`] | something must be awaited while the lock is held (here: room in the audit log, so the log is in balance order) |
 //! | an actor: one task owns the accounts, callers send `mpsc` commands with a `oneshot` reply | [`actor`] | state touched from many places, or operations that must be strictly serial; no locks to order at all |
 //!
-//! All three implement [`Bank`], so one [`workload`] (the stress test and
-//! the benchmark) runs against each. Production: a database transaction
+//! All three implement [`Bank`], so one workload (the stress test and the
+//! benchmark, `examples_control::demo::bank_workload`) runs against each. Production: a database transaction
 //! (`SELECT ... FOR UPDATE`, or `UPDATE ... SET balance = balance - $1
 //! WHERE balance >= $1`) is where real money lives; these designs are what
 //! you use for in-process state: counters, caches, session tables.
@@ -50,7 +50,6 @@ mod ledger;
 pub mod race;
 pub mod std_mutex;
 pub mod tokio_mutex;
-pub mod workload;
 
 use std::fmt;
 use std::future::Future;

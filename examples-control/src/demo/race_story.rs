@@ -1,19 +1,21 @@
-//! `--demo-race`: the lost update and the overdraft of a split
-//! check-and-act, then the fix (see `examples_control::bank::race`).
+//! Demo support: `bank-account --demo-race`, the lost update and the
+//! overdraft of a split check-and-act, then the fix (the lesson itself is
+//! [`crate::bank::race`]).
 
 use std::time::Duration;
 
-use anyhow::bail;
-use examples_control::bank::Cents;
-use examples_control::bank::race::{self, Variant};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::Args;
+use crate::bank::Cents;
+use crate::bank::race::{self, Variant};
 
-pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
+/// Runs the three variants, printing a row each when `print`. Returns the
+/// figures (`{"mode": "race", "outcomes": [...]}`) and a failure if the
+/// locked variant did not keep the books (it always should).
+pub async fn demo_race(print: bool) -> (Value, Option<String>) {
     let (opening, amount, attempts) = (10_000i64, 3_000i64, 10usize);
     let delay = Duration::from_millis(10);
-    if !args.output.json {
+    if print {
         println!(
             "{attempts} concurrent withdrawals of $30.00 from $100.00; each awaits a 10 ms audit write between check and act\n"
         );
@@ -21,7 +23,7 @@ pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for variant in [Variant::LostUpdate, Variant::Overdraft, Variant::Locked] {
         let outcome = race::withdraw_race(variant, opening, attempts, amount, delay).await;
-        if !args.output.json {
+        if print {
             let verdict = match (outcome.consistent(), variant) {
                 (true, _) => "consistent".to_owned(),
                 (false, _) if outcome.closing < 0 => "OVERDRAWN".to_owned(),
@@ -42,9 +44,7 @@ pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
         outcomes.push(outcome);
     }
     let fixed = outcomes[2];
-    if args.output.json {
-        println!("{}", json!({"mode": "race", "outcomes": outcomes}));
-    } else {
+    if print {
         println!(
             "\nthe fix: hold one guard from check through the await to the update (tokio::sync::Mutex),"
         );
@@ -52,10 +52,9 @@ pub(super) async fn demo_race(args: &Args) -> anyhow::Result<()> {
             "or keep the await out of the critical section (std::sync::Mutex); see src/bank/race.rs"
         );
     }
-    if !fixed.consistent() {
-        bail!("the locked variant lost money: {fixed:?}");
-    }
-    Ok(())
+    let failure =
+        (!fixed.consistent()).then(|| format!("the locked variant lost money: {fixed:?}"));
+    (json!({"mode": "race", "outcomes": outcomes}), failure)
 }
 
 fn variant_name(variant: Variant) -> &'static str {

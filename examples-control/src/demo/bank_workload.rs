@@ -1,9 +1,10 @@
-//! One workload for every design: the stress test and the benchmark.
+//! Demo support: one workload for every bank design, the stress test and
+//! the benchmark.
 //!
-//! [`run`] spawns `tasks` tasks, each doing `ops_per_task` seeded random
+//! [`run`] spawns `concurrency` tasks sharing `ops` seeded random
 //! operations against any [`Bank`], and counts what happened. Because the
 //! same code drives all three designs, their figures compare like for like,
-//! and [`super::verify`] can check each one's log against its balances
+//! and [`crate::bank::verify`] can check each one's log against its balances
 //! afterwards. [`opposite_transfers`] is the deadlock probe.
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{AccountId, Bank, BankError, Cents, LedgerSummary, verify};
+use crate::bank::{AccountId, Bank, BankError, Cents, LedgerSummary, verify};
 
 /// Which operations the tasks pick from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,10 +32,10 @@ pub enum Mix {
 /// The shape of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Workload {
-    /// Concurrent tasks.
-    pub tasks: usize,
-    /// Operations per task.
-    pub ops_per_task: usize,
+    /// Concurrent tasks (at least 1).
+    pub concurrency: usize,
+    /// Operations in total, shared out evenly among the tasks.
+    pub ops: usize,
     /// Accounts the bank has (the tasks pick among them).
     pub accounts: usize,
     /// Largest amount of one operation, in cents (amounts are 1..=this).
@@ -80,7 +81,7 @@ impl WorkloadReport {
     }
 
     /// Operations per second of wall time.
-    pub fn ops_per_sec(&self) -> f64 {
+    pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -101,9 +102,12 @@ pub async fn run<B: Bank>(
     }
     let started = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
-    for task in 0..workload.tasks {
+    let concurrency = workload.concurrency.max(1);
+    for task in 0..concurrency {
+        // The first `ops % concurrency` tasks take one extra.
+        let share = workload.ops / concurrency + usize::from(task < workload.ops % concurrency);
         let (bank, stop) = (Arc::clone(&bank), stop.clone());
-        tasks.spawn(async move { one_task(&*bank, workload, task, &stop).await });
+        tasks.spawn(async move { one_task(&*bank, workload, task, share, &stop).await });
     }
     let mut total = WorkloadReport::default();
     while let Some(joined) = tasks.join_next().await {
@@ -127,7 +131,7 @@ pub struct CheckedRun {
     /// Sum of all balances after it.
     pub total_after: Cents,
     /// Operations per second of wall time.
-    pub ops_per_sec: f64,
+    pub ops_per_s: f64,
 }
 
 /// [`run`], then the books: the log replays to the balances ([`verify`]),
@@ -165,7 +169,7 @@ pub async fn run_checked<B: Bank>(
         ledger,
         total_before,
         total_after,
-        ops_per_sec: report.ops_per_sec(),
+        ops_per_s: report.ops_per_s(),
     })
 }
 
@@ -173,18 +177,27 @@ async fn one_task<B: Bank>(
     bank: &B,
     workload: Workload,
     task: usize,
+    share: usize,
     stop: &CancellationToken,
 ) -> Result<WorkloadReport, BankError> {
     // SmallRng (xoshiro): a few ns per number, so the benchmark measures the
     // bank rather than a cryptographic generator.
     let mut rng = SmallRng::seed_from_u64(workload.seed.wrapping_add(task as u64));
     let mut report = WorkloadReport::default();
-    for op in 0..workload.ops_per_task {
+    for op in 0..share {
         // Every 64 operations is prompt enough, and keeps the check off the
         // benchmark's hot path.
         if op % 64 == 0 && stop.is_cancelled() {
             report.stopped_early = true;
             break;
+        }
+        // The std-mutex design never awaits, so without this a task would
+        // hold its worker thread to the end of its share: with every
+        // worker busy, nothing else (the signal handler that cancels
+        // `stop`, first of all) would ever run. Once per 1,024 operations
+        // costs nothing measurable.
+        if op % 1024 == 1023 {
+            tokio::task::yield_now().await;
         }
         let account: AccountId = rng.random_range(0..workload.accounts);
         let amount = Cents(rng.random_range(1..=workload.max_amount));
