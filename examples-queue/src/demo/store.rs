@@ -21,6 +21,16 @@ use tokio_util::sync::CancellationToken;
 use crate::durable::{self, Counts, Job, Options, Store};
 use crate::processor::{self, Config, Handler as _, LEVELS, SimulatedWork, Task};
 
+/// `--count`'s default: 400 tasks; 1,000,000 for the in-process `--bench`;
+/// 2,000 for the store benchmark.
+pub fn default_count(bench: bool, stored: bool) -> u64 {
+    match (bench, stored) {
+        (true, false) => 1_000_000,
+        (true, true) => 2000,
+        (false, _) => 400,
+    }
+}
+
 /// What a `--store` process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {

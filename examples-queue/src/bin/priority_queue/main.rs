@@ -1,6 +1,5 @@
-//! `priority-queue`: seed Example 7 on a bounded MPMC priority queue, its
-//! `--bench` race against `tokio::sync::mpsc`, and the same queue durable on
-//! PostgreSQL (`--store`). The story and benchmarks live in `examples_queue::demo`.
+//! `priority-queue`: seed Example 7, its `--bench` race and the durable
+//! queue (`--store`); the story and benchmarks live in `examples_queue::demo`.
 
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
@@ -16,11 +15,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Seed Example 7 (advanced producer-consumer): producers push tasks with
 /// random priorities (0 = urgent .. 3 = low) into a bounded priority queue,
-/// consumers process them, failed tasks are retried then dead-lettered, and
-/// a monitor prints the queue. Exits 0 when every task completed, 1 if any
-/// was dead-lettered or a stop lost work, 130 after a clean stop (Ctrl-C).
-/// With --store postgres://..., the queue lives in PostgreSQL and producers
-/// and consumers are separate processes (--role).
+/// consumers process them, failed tasks are retried then dead-lettered, and a
+/// monitor prints the queue. Exits 0 when every task completed, 1 if any was
+/// dead-lettered or a stop lost work, 130 after a clean stop (Ctrl-C). With
+/// --store postgres://... the queue is in PostgreSQL, one role per process.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -103,15 +101,12 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     };
     let quiet = args.output.json;
     let stored = args.store.store.is_some();
-    let default_count = match (args.bench, stored) {
-        (true, false) => 1_000_000,
-        (true, true) => 2000,
-        (false, _) => 400,
-    };
     let config = Config {
         producers: args.producers,
         consumers: args.concurrency,
-        tasks: args.count.unwrap_or(default_count),
+        tasks: args
+            .count
+            .unwrap_or(store::default_count(args.bench, stored)),
         capacity: args.capacity,
         aging: args.aging,
         max_retries: args.retries,
