@@ -33,6 +33,14 @@
 //! - **Observability**: wait-time percentiles, the high-water mark of
 //!   concurrent holders, acquisitions, timeouts, current waiters.
 //!
+//! Hostile behaviour it defends against: **callers cancelled** while
+//! queued or just granted (nothing leaks, see above); **holders that
+//! panic** (the guard still returns the resource); **holders that never
+//! let go** (waiters time out with a typed error; `close()` turns the rest
+//! away; the `semaphore-pool` demo cancels holders after `--drain-timeout`
+//! on shutdown); **absurd timeouts** (`tokio::time::timeout` saturates a
+//! `Duration::MAX` deadline instead of overflowing).
+//!
 //! Primitives: `Arc<tokio::sync::Semaphore>` + `acquire_owned` (the permit
 //! can travel into a spawned task), a `std::sync::Mutex` around the idle
 //! list (never held across an `.await`), `tokio::time::timeout`.

@@ -24,6 +24,15 @@
 //!   dips below zero, every transfer-out has exactly one matching
 //!   transfer-in.
 //!
+//! Hostile behaviour it defends against: **overflow** (balances use
+//! checked arithmetic and refuse with [`BankError::Overflow`]; the
+//! ledger's cumulative totals saturate, flagged, see [`LedgerSummary`]);
+//! **deadlock** between opposite transfers (one global lock order);
+//! **callers cancelled** at any await (each design changes money and log
+//! together or not at all; tested at every await point); **a stalled
+//! audit writer or actor** (bounded channels: callers wait instead of
+//! memory growing).
+//!
 //! ## Three designs behind one trait
 //!
 //! | design | module | when to pick it |
@@ -41,7 +50,7 @@
 //! ```text
 //! cargo run --bin bank-account                        # the seed's scenario on all three designs
 //! cargo run --bin bank-account -- --demo-race         # lost update and overdraft, then the fix
-//! cargo run --release --bin bank-account -- --bench   # 100 tasks x 10,000 ops per design
+//! cargo run --release --bin bank-account -- --bench   # 100 tasks, 1,000,000 ops per design
 //! cargo test -p examples-control --test bank
 //! ```
 

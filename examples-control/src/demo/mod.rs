@@ -4,7 +4,7 @@
 //!
 //! - [`users`]: the semaphore-pool demo's users, with a bounded drain on
 //!   shutdown; [`timeline`] draws who held which resource when.
-//! - [`bench`]: `semaphore-pool --bench`, the pool beside a bare semaphore.
+//! - [`bench`](mod@bench): `semaphore-pool --bench`, the pool beside a bare semaphore.
 //! - [`bank_workload`]: one seeded workload for every bank design (the
 //!   stress tests, the demo and `bank-account --bench`), and
 //!   [`bank_story`], which runs and prints it per design.

@@ -30,12 +30,29 @@
 //! reads), TinyLFU admission (better hit ratios than LRU on skewed loads),
 //! per-entry expiry, eviction listeners, and `get_with`/`try_get_with` with
 //! the same single-flight guarantee. Reach for it in a service; this module
-//! shows the mechanism, and is fast enough for one process (`benches/cache.rs`).
+//! shows the mechanism, and is fast enough for one process
+//! (`async-cache --bench`, code in `demo/bench.rs`).
+//!
+//! # Hostile behaviour it defends against
+//!
+//! - **A stampede** of concurrent misses: one load per key, the rest wait.
+//! - **A failing loader**: its error reaches every waiter and is not
+//!   cached, so the next call retries. **A panicking loader** (in its
+//!   future or in the closure itself) unregisters its flight on unwind and
+//!   counts as a failed load; followers take over.
+//! - **A cancelled leader**: its drop guard hands the load to a follower.
+//! - **A loader that asks for its own key** (it would wait for itself
+//!   forever): refused with [`Reentrant`].
+//! - **A TTL too long for the clock** (`Duration::MAX`): means "never
+//!   expire" instead of panicking on `Instant + ttl`.
+//! - Not defended: **a loader that hangs** keeps its followers waiting as
+//!   long as it runs. Bound the loader (`tokio::time::timeout` inside it)
+//!   or each caller's wait.
 //!
 //! ```text
 //! cargo run --bin async-cache
-//! cargo test -p examples-db --test cache
-//! cargo bench -p examples-db --bench cache
+//! cargo test -p examples-db --test cache --test cancellation
+//! cargo run --release --bin async-cache -- --bench
 //! ```
 
 mod lru;

@@ -7,7 +7,7 @@
 //! - [`store`]: the demo table and its queries.
 //! - [`workload`]: the concurrent read/write workload the demos run.
 //! - [`story`]: the summaries they print.
-//! - [`bench`]: `connection-pool --bench` (ours beside deadpool) and
+//! - [`bench`](mod@bench): `connection-pool --bench` (ours beside deadpool) and
 //!   `async-cache --bench` (hits per second).
 
 pub mod bench;

@@ -47,13 +47,31 @@
 //!
 //! This one is shown because the mechanism is the lesson: ~500 lines of code
 //! (plus comments) you can read in one sitting, benchmarked beside deadpool
-//! (`benches/pool.rs`).
+//! (`connection-pool --bench`, code in `demo/bench.rs`).
+//!
+//! # Hostile behaviour it defends against
+//!
+//! - **A database that hangs** on connect or on a health check: the
+//!   acquire timeout bounds permit, check and connect together.
+//! - **A backend killed while idle**: the checkout health check discards
+//!   it and opens a replacement; the caller never sees it.
+//! - **Callers cancelled anywhere** (timeouts, aborted tasks) and
+//!   **holders that panic**: the guard returns the slot on every path, and
+//!   a connection whose state is unknown (mid-check, or held by a panicking
+//!   task) is closed, never reused.
+//! - **Holders that never give a connection back**: `close(deadline)`
+//!   stops waiting at the deadline and reports how many were still out.
+//! - **A close racing a checkout**: a `get()` still inside its health check
+//!   when `close()` runs is refused, so a closed pool never lends.
+//! - **Absurd durations** (`Duration::MAX` as a timeout or deadline):
+//!   every `Instant + Duration` is checked and saturates at about 30 years.
 //!
 //! ```text
 //! cargo run --bin connection-pool                       # SQLite in a temp dir
 //! cargo run --bin connection-pool -- --database-url postgres://postgres@127.0.0.1:5432/test
-//! cargo test -p examples-db --test pool --test pool_sql   # + -- --include-ignored with DATABASE_URL
-//! cargo bench -p examples-db --bench pool               # beside deadpool
+//! cargo test -p examples-db --test pool --test cancellation --test pool_sql
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p examples-db -- --ignored needs_postgres
+//! cargo run --release --bin connection-pool -- --bench   # beside deadpool
 //! ```
 
 mod guard;
