@@ -1,6 +1,11 @@
 //! Behaviour of the bounded fan-out (paused clock, fake fetch) and of
 //! `fetch_url` against the loopback sandbox (real time), including every
 //! mode of the sandbox's hostile catalogue.
+//!
+//! Equivalent mutants (cargo mutants on `src/fetch.rs`):
+//! - `parse_http_url`'s `url.host().is_some()` guard replaced with `true`:
+//!   the url crate already rejects an http(s) URL without a host
+//!   ("empty host"), so the guard is a belt-and-braces check.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
