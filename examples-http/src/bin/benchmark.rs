@@ -11,13 +11,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use common::{Example, Report, Sandbox, SandboxConfig, args};
-use examples_http::bench::{Control, SweepConfig, error_rate, http_get, open_loop, sweep};
+use common::{Example, Report, args};
+use examples_http::bench::{Control, SweepConfig, http_get, open_loop, sweep};
 use examples_http::demo::{bench_report as story, chart::sweep_svg};
 use examples_http::fetch::parse_http_url;
 use reqwest::Url;
@@ -101,22 +101,7 @@ fn main() -> ExitCode {
 async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     let (_sandbox, url, target) = match &args.url {
         Some(url) => (None, url.clone(), url.to_string()),
-        None => {
-            let sandbox = Sandbox::start(SandboxConfig::default())
-                .await
-                .context("start the sandbox")?;
-            let (ms, jitter) = (args.latency.as_millis(), args.jitter.as_millis());
-            let path = match ms {
-                0 => "/health".to_owned(),
-                ms => format!("/delay/{ms}?jitter_ms={jitter}&seed=13"),
-            };
-            let url = Url::parse(&sandbox.url(&path))?;
-            (
-                Some(sandbox),
-                url,
-                format!("in-process sandbox, {ms} ms + 0..={jitter} ms jitter"),
-            )
-        }
+        None => story::sandbox_target(args.latency, args.jitter).await?,
     };
     // One client, one connection pool, keep-alive: what a service would do.
     let body_bytes = Arc::new(AtomicU64::new(0));
@@ -140,10 +125,8 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         if !json {
             story::print_open_loop(&target, cap, &run);
         }
-        let failure = story::verdict(run.requests, &run.error_kinds, args.max_error_rate);
-        let figures = serde_json::json!({"mode": "open-loop", "target": target, "concurrency": cap,
-            "body_bytes": body_bytes.load(Ordering::Relaxed), "run": run});
-        return Ok(Report::ok().figures(figures).fail_if(failure));
+        let max = args.max_error_rate;
+        return Ok(story::open_loop_report(target, cap, &body_bytes, run, max));
     }
     let config = SweepConfig {
         concurrency: match args.concurrency.is_empty() {
@@ -165,12 +148,12 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     if !json {
         story::print_sweep(&target, &config, &points);
     }
-    let (requests, kinds) = story::sweep_errors(&points);
-    let figures = serde_json::json!({"mode": "sweep", "target": target, "count_per_run": args.count,
-        "runs": args.runs, "requests": requests, "errors": kinds.total(),
-        "error_rate": error_rate(kinds.total(), requests), "error_kinds": kinds,
-        "body_bytes": body_bytes.load(Ordering::Relaxed), "results": points});
-    Ok(Report::ok()
-        .figures(figures)
-        .fail_if(story::verdict(requests, &kinds, args.max_error_rate)))
+    let max = args.max_error_rate;
+    Ok(story::sweep_report(
+        target,
+        &config,
+        &body_bytes,
+        points,
+        max,
+    ))
 }

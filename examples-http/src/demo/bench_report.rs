@@ -1,8 +1,69 @@
 //! Demo support for `benchmark`: the printed tables and the error verdict.
 
-use common::LatencySummary;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{LatencySummary, Report, Sandbox, SandboxConfig};
+use reqwest::Url;
 
 use crate::bench::{ErrorKinds, OpenLoopRun, SweepConfig, SweepPoint, error_rate};
+
+/// The demo's target: an in-process sandbox answering after `latency`
+/// plus up to `jitter` (seeded), or `/health` at zero latency.
+pub async fn sandbox_target(
+    latency: Duration,
+    jitter: Duration,
+) -> anyhow::Result<(Option<Sandbox>, Url, String)> {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    let (ms, jitter) = (latency.as_millis(), jitter.as_millis());
+    let path = match ms {
+        0 => "/health".to_owned(),
+        ms => format!("/delay/{ms}?jitter_ms={jitter}&seed=13"),
+    };
+    let url = Url::parse(&sandbox.url(&path))?;
+    Ok((
+        Some(sandbox),
+        url,
+        format!("in-process sandbox, {ms} ms + 0..={jitter} ms jitter"),
+    ))
+}
+
+/// The sweep's figures for the envelope, failed when errors pass `max`.
+pub fn sweep_report(
+    target: String,
+    config: &SweepConfig,
+    body_bytes: &AtomicU64,
+    points: Vec<SweepPoint>,
+    max: f64,
+) -> Report {
+    let (requests, kinds) = sweep_errors(&points);
+    let failure = verdict(requests, &kinds, max);
+    Report::ok()
+        .figures(
+            serde_json::json!({"mode": "sweep", "target": target, "count_per_run": config.requests,
+            "runs": config.rounds, "requests": requests, "errors": kinds.total(),
+            "error_rate": error_rate(kinds.total(), requests), "error_kinds": kinds,
+            "body_bytes": body_bytes.load(Ordering::Relaxed), "results": points}),
+        )
+        .fail_if(failure)
+}
+
+/// The open loop's figures for the envelope, failed when errors pass `max`.
+pub fn open_loop_report(
+    target: String,
+    cap: usize,
+    body_bytes: &AtomicU64,
+    run: OpenLoopRun,
+    max: f64,
+) -> Report {
+    let failure = verdict(run.requests, &run.error_kinds, max);
+    Report::ok()
+        .figures(
+            serde_json::json!({"mode": "open-loop", "target": target, "concurrency": cap,
+            "body_bytes": body_bytes.load(Ordering::Relaxed), "run": run}),
+        )
+        .fail_if(failure)
+}
 
 /// Prints the sweep table.
 pub fn print_sweep(target: &str, config: &SweepConfig, points: &[SweepPoint]) {
