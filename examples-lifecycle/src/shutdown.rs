@@ -74,6 +74,15 @@ pub use report::{Closed, Drained, IntakeStopped, Phase, ShutdownReport};
 /// run even after the grace period expired, or the journal is lost too.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a grace too large for the clock (`Duration::MAX`) becomes: a
 /// century, which no `Instant` on a 64-bit clock overflows.
 const NO_DEADLINE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -168,12 +177,15 @@ pub async fn serve_until<S: Drain>(
         .with_graceful_shutdown(gate)
         .into_future();
     // Spawned so it keeps serving while this function waits on `shutdown`,
-    // and so it can be aborted if the drain overruns.
-    let mut server = tokio::spawn(server);
+    // and so it can be aborted if the drain overruns. The guard aborts it
+    // if this future is dropped (its caller was cancelled): a dropped
+    // JoinHandle would detach the server and leave it accepting.
+    let mut server = AbortOnDrop(tokio::spawn(server));
+    let server = &mut server.0;
 
     tokio::select! {
         () = shutdown => {}
-        ended = &mut server => anyhow::bail!("server stopped on its own: {ended:?}"),
+        ended = &mut *server => anyhow::bail!("server stopped on its own: {ended:?}"),
     }
     let started = Instant::now();
     // A flag-parsed grace is at most 7 days; a library caller's
@@ -203,7 +215,9 @@ pub async fn serve_until<S: Drain>(
 
     // Phase 2: drain. First the HTTP side (its handlers may be waiting on
     // workers, which keep running), then the queue and the workers.
-    let http_drained = tokio::time::timeout_at(deadline, &mut server).await.is_ok();
+    let http_drained = tokio::time::timeout_at(deadline, &mut *server)
+        .await
+        .is_ok();
     if !http_drained {
         // Stops axum's serve future; connection tasks it spawned end with the
         // process. Their clients get no answer: that is the deadline's price.

@@ -375,3 +375,28 @@ async fn no_job_lands_after_the_workers_exit() {
         );
     }
 }
+
+/// `serve_until` dropped before its shutdown (its caller was cancelled)
+/// must not leave a detached server accepting connections.
+#[tokio::test]
+async fn dropping_serve_until_stops_the_server() {
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 4,
+        max_work: Duration::from_secs(1),
+    };
+    let harness = start(config, Duration::from_secs(5), false).await;
+    let ok = reqwest::get(format!("{}/health", harness.base))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    harness.server.abort();
+    // Err: cancelled, as asked.
+    let _ = harness.server.await;
+    let addr = harness.base.trim_start_matches("http://").to_owned();
+    let connect = tokio::net::TcpStream::connect(&addr).await;
+    assert!(
+        matches!(&connect, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{connect:?}"
+    );
+}

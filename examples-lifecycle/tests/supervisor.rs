@@ -301,3 +301,66 @@ async fn a_task_backing_off_when_stop_arrives_is_not_run_again() {
     assert_eq!(exit_reason(&crashy.state), Some(&ExitReason::Stopped));
     assert_eq!(crashy.last_failure.as_deref(), Some("boom"));
 }
+
+/// `stop` dropped at any await point (its caller timed out, say) still
+/// stops every task: no run outlives the stop deadline, none is restarted.
+#[tokio::test(start_paused = true)]
+async fn stop_dropped_at_every_await_point_still_stops_every_task() {
+    use common::testing::cancel_at_every_await;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Counts live runs; the count drops when a run ends or is aborted.
+    struct Live(Arc<AtomicUsize>);
+    impl Drop for Live {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let live = Arc::new(AtomicUsize::new(0));
+    let polls = cancel_at_every_await(
+        |_| {
+            let live = Arc::clone(&live);
+            let specs = vec![
+                TaskSpec::new(
+                    "polite",
+                    RestartPolicy::Always(doubling(secs(1), secs(4))),
+                    {
+                        let live = Arc::clone(&live);
+                        move |ctx| {
+                            live.fetch_add(1, Ordering::SeqCst);
+                            let guard = Live(Arc::clone(&live));
+                            async move {
+                                let _guard = guard;
+                                ticking(ctx, secs(1)).await
+                            }
+                        }
+                    },
+                ),
+                TaskSpec::new("stubborn", RestartPolicy::Never, move |_ctx| {
+                    live.fetch_add(1, Ordering::SeqCst);
+                    let guard = Live(Arc::clone(&live));
+                    async move {
+                        let _guard = guard;
+                        time::sleep(secs(3600)).await;
+                        Ok(())
+                    }
+                }),
+            ];
+            let (supervisor, _events) = Supervisor::start(specs);
+            async move {
+                // Let the runs start, then stop with a 2 s deadline.
+                tokio::task::yield_now().await;
+                supervisor.stop(secs(2)).await
+            }
+        },
+        async |_| {
+            // Whatever point the stop was dropped at, 2 s later (plus the
+            // default grace for a supervisor dropped before `stop` ran)
+            // every run has ended or been aborted.
+            time::sleep(examples_lifecycle::supervisor::DEFAULT_GRACE + secs(3)).await;
+            assert_eq!(live.load(Ordering::SeqCst), 0, "a run outlived the stop");
+        },
+    )
+    .await;
+    assert!(polls >= 2, "{polls}");
+}

@@ -524,3 +524,87 @@ async fn a_panicking_operation_counts_as_a_failure_and_the_panic_goes_on() {
     assert!(joined.unwrap_err().is_panic());
     assert_eq!(b.state(), State::Open);
 }
+
+/// The breaker's invariants after a call is dropped at any await point:
+/// every admitted call is accounted for exactly once (succeeded, failed or
+/// cancelled) and no probe permit leaks.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_at_every_await_point_keeps_the_counts_and_permits() {
+    use common::testing::cancel_at_every_await;
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        half_open_probes: 2,
+        success_threshold: 100,
+        ..config(1)
+    })
+    .unwrap();
+    fail(&breaker).await.unwrap_err();
+    time::advance(secs(30)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    let polls = cancel_at_every_await(
+        |_| {
+            let breaker = breaker.clone();
+            async move {
+                breaker
+                    .call(|| async {
+                        time::sleep(secs(1)).await;
+                        tokio::task::yield_now().await;
+                        time::sleep(secs(1)).await;
+                        Ok::<_, &str>(())
+                    })
+                    .await
+            }
+        },
+        async |_| {
+            let (m, _) = breaker.metrics();
+            assert_eq!(
+                breaker.probes_in_flight(),
+                0,
+                "a dropped probe returned its permit"
+            );
+            assert_eq!(m.permitted, m.successes + m.failures + m.cancelled, "{m:?}");
+            assert_eq!(breaker.state(), State::HalfOpen);
+        },
+    )
+    .await;
+    assert!(polls >= 3, "{polls}");
+}
+
+/// A panic in the classifier or the transition hook leaves the breaker
+/// usable, its counts consistent, and the panic reaches the caller.
+#[tokio::test(start_paused = true)]
+async fn panics_in_the_classifier_and_the_hook_leave_the_breaker_usable() {
+    let breaker = CircuitBreaker::new(config(3))
+        .unwrap()
+        .with_classifier(|e: &&str| {
+            if *e == "bomb" {
+                panic!("classifier")
+            } else {
+                true
+            }
+        });
+    let b = breaker.clone();
+    let joined = tokio::spawn(async move { b.call(|| async { Err::<(), _>("bomb") }).await }).await;
+    assert!(joined.unwrap_err().is_panic());
+    let (m, _) = breaker.metrics();
+    assert_eq!(
+        (m.permitted, m.failures, m.panics, m.cancelled),
+        (1, 1, 1, 0)
+    );
+    // Still works: two more failures trip it (3 in a row, the panic counted).
+    for _ in 0..2 {
+        breaker
+            .call(|| async { Err::<(), _>("down") })
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Open);
+
+    let hooked = CircuitBreaker::new(config(1)).unwrap();
+    hooked.on_transition(|_| panic!("hook"));
+    let h = hooked.clone();
+    let joined = tokio::spawn(async move { fail(&h).await }).await;
+    assert!(joined.unwrap_err().is_panic());
+    // The transition happened before the hook ran; the lock is not poisoned for good.
+    assert_eq!(hooked.state(), State::Open);
+    assert!(matches!(fail(&hooked).await, Err(CallError::Open(_))));
+}

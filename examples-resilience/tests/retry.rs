@@ -397,3 +397,65 @@ fn check_too_long<E: std::fmt::Display>(
         "{err}"
     );
 }
+
+/// Dropped at every await point, the loop leaves nothing behind: no
+/// attempt starts after the drop.
+#[tokio::test(start_paused = true)]
+async fn the_loop_dropped_at_every_await_point_makes_no_further_attempt() {
+    use common::testing::cancel_at_every_await;
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let retry = Retry::new(
+        policy(4, Jitter::None, Some(Duration::from_secs(10))),
+        always(Decision::Retry),
+    );
+    let polls = cancel_at_every_await(
+        |_| {
+            calls.store(0, std::sync::atomic::Ordering::SeqCst);
+            retry.run(|| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async {
+                    time::sleep(ms(5)).await;
+                    Err::<(), _>("down")
+                }
+            })
+        },
+        async |_| {
+            let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+            time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+        },
+    )
+    .await;
+    assert_eq!(polls, 8, "4 attempts + 3 sleeps, then done");
+}
+
+/// A panic in the operation, the classifier or the hook reaches the
+/// caller, and the same `Retry` keeps working afterwards.
+#[tokio::test(start_paused = true)]
+async fn panics_in_every_callback_reach_the_caller_and_the_retrier_stays_usable() {
+    use futures::FutureExt;
+    use std::panic::AssertUnwindSafe;
+    let classify = |e: &&'static str| match *e {
+        "classifier" => panic!("classifier"),
+        _ => Decision::Retry,
+    };
+    let retry = Retry::new(policy(3, Jitter::None, None), classify).on_retry(
+        |n: &RetryNotice<'_, &'static str>| {
+            if *n.error == "hook" {
+                panic!("hook")
+            }
+        },
+    );
+    for which in ["op", "classifier", "hook"] {
+        let run = retry.run(|| async move {
+            if which == "op" {
+                panic!("op");
+            }
+            Err::<(), _>(which)
+        });
+        let caught = AssertUnwindSafe(run).catch_unwind().await;
+        assert!(caught.is_err(), "{which}: the panic reaches the caller");
+    }
+    let ok = retry.run(|| async { Ok::<_, &str>(7) }).await.unwrap();
+    assert_eq!(ok.value, 7);
+}
