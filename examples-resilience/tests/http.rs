@@ -137,3 +137,73 @@ async fn a_huge_retry_after_on_a_503_gives_up_at_once_under_a_deadline() {
         "{err}"
     );
 }
+
+/// Issue 14's table: every mode of the sandbox's hostile catalogue, through
+/// the retry loop (5 s deadline) and the breaker. Each ends in bounded time
+/// with an error, never a panic, a hang or an unbounded body; the huge
+/// `Retry-After`s give up at once naming the demand.
+#[tokio::test]
+async fn every_hostile_mode_ends_in_an_error_within_the_deadline() {
+    use examples_resilience::breaker::{BreakerConfig, CallError, CircuitBreaker};
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
+        .await
+        .unwrap();
+    let client = http::client(Duration::from_secs(2)).unwrap();
+    let deadline = Duration::from_secs(5);
+    let retry = Retry::new(
+        RetryPolicy {
+            max_attempts: 3,
+            deadline: Some(deadline),
+            backoff: Backoff {
+                base: Duration::from_millis(10),
+                ..Backoff::default()
+            },
+            ..RetryPolicy::default()
+        },
+        HttpError::retry_decision,
+    );
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        consecutive_failures: Some(1000),
+        ..BreakerConfig::default()
+    })
+    .unwrap()
+    .with_classifier(HttpError::is_server_fault);
+    for &(mode, _) in common::sandbox::hostile::HOSTILE_MODES {
+        for status in ["", "?status=503"] {
+            if !status.is_empty() && !mode.starts_with("retry-after") {
+                continue;
+            }
+            let url = sandbox.url(&format!("/hostile/{mode}{status}"));
+            let started = std::time::Instant::now();
+            let err = tokio::time::timeout(
+                LIMIT,
+                retry.run(|| http::get_json(&client, &url, 64 * 1024)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{mode}{status}: hung past {LIMIT:?}"))
+            .expect_err(mode);
+            // The deadline, plus one client timeout for an attempt in flight.
+            assert!(
+                started.elapsed() < deadline + Duration::from_secs(3),
+                "{mode}{status}: {err}"
+            );
+            if matches!(mode, "retry-after-max" | "retry-after-huge") {
+                assert!(
+                    matches!(err.reason, GiveUp::RetryAfterTooLong(_)),
+                    "{mode}{status}: {err}"
+                );
+                assert_eq!(err.stats.attempts, 1, "{mode}{status}: gave up at once");
+            }
+            let called = tokio::time::timeout(
+                LIMIT,
+                breaker.call(|| http::get_json(&client, &url, 64 * 1024)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{mode}{status}: breaker call hung"));
+            assert!(
+                matches!(called, Err(CallError::Failed(_))),
+                "{mode}{status}: {called:?}"
+            );
+        }
+    }
+}
