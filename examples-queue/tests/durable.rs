@@ -330,3 +330,79 @@ async fn a_stop_hands_unfinished_tasks_back_needs_postgres() {
     assert_eq!(report.completed, 2, "{report:?}");
     store.drop_queue().await.unwrap();
 }
+
+/// push_many and join dropped at every await point, and consume dropped at
+/// many moments: the table's counts always add up, a push is all or
+/// nothing, and a consumer started afterwards finishes every task (the
+/// dropped consumers' leases expire and are redelivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set DATABASE_URL"]
+async fn cancelled_operations_keep_the_counts_needs_postgres() {
+    let name = queue("cancel");
+    let options = Options {
+        lease: Duration::from_millis(300),
+        ..fast()
+    };
+    let store = Store::connect(&url(), &name, "cancel", options)
+        .await
+        .unwrap();
+    let tasks: Vec<(i16, serde_json::Value)> = (0..5).map(|i| (1, json!(i))).collect();
+    let pushed = Arc::new(Mutex::new(0u64));
+    common::testing::cancel_at_every_await(
+        |_| {
+            let (store, tasks, pushed) = (store.clone(), tasks.clone(), pushed.clone());
+            async move {
+                let added = store.push_many(&tasks).await.unwrap();
+                *pushed.lock().unwrap() += added;
+            }
+        },
+        async |n| {
+            let counts = store.counts().await.unwrap();
+            assert!(counts.invariant_holds(), "{counts:?}");
+            assert_eq!(
+                counts.produced % 5,
+                0,
+                "a push was split (n = {n}): {counts:?}"
+            );
+        },
+    )
+    .await;
+    let produced = store.counts().await.unwrap().produced;
+    assert!(produced >= *pushed.lock().unwrap() && produced >= 5);
+
+    // join on a busy queue, given up 30 ms later: dropped anywhere, no effect.
+    common::testing::cancel_at_every_await(
+        |_| {
+            let (store, give_up) = (store.clone(), CancellationToken::new());
+            let timer = give_up.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                timer.cancel();
+            });
+            async move { store.join(&give_up).await.unwrap() }
+        },
+        async |_| assert_eq!(store.counts().await.unwrap().produced, produced),
+    )
+    .await;
+    let stop = CancellationToken::new();
+    for ms in [1, 3, 7, 15, 30, 60, 120] {
+        let consume = durable::consume(&store, 2, true, &stop, |_job: Job| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        });
+        let _ = timeout(Duration::from_millis(ms), consume).await; // dropped mid-way on purpose
+        let counts = store.counts().await.unwrap();
+        assert!(counts.invariant_holds(), "{counts:?}");
+        assert_eq!(counts.produced, produced);
+    }
+    let report = timeout(
+        LIMIT,
+        durable::consume(&store, 2, true, &stop, |_job: Job| async { Ok(()) }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let counts = store.join(&stop).await.unwrap().unwrap();
+    assert_eq!((counts.done, counts.dead), (produced, 0), "{report:?}");
+    store.drop_queue().await.unwrap();
+}
