@@ -583,3 +583,42 @@ async fn push_many_stops_at_the_capacity() {
     timeout(LIMIT, producer).await.unwrap().unwrap().unwrap();
     assert_eq!(queue.stats().queued, 2);
 }
+
+/// pop_many appends to a vector that already holds claims: it takes up to
+/// `max` more and returns how many it took, not the vector's length.
+#[tokio::test(start_paused = true)]
+async fn pop_many_appends_and_counts_only_what_it_took() {
+    let queue = PriorityQueue::new(8);
+    for i in 0..6 {
+        queue.push(0, i).await.unwrap();
+    }
+    let mut out = Vec::new();
+    assert_eq!(queue.pop_many(2, &mut out).await, 2);
+    assert_eq!(queue.pop_many(3, &mut out).await, 3);
+    let items: Vec<i32> = out.iter().map(|c| c.item).collect();
+    assert_eq!(items, [0, 1, 2, 3, 4]);
+    assert_eq!(queue.stats().queued, 1);
+    assert_eq!(queue.capacity(), 8);
+}
+
+/// A batch of N items wakes N sleeping consumers, not one: each of three
+/// waiting consumers gets an item.
+#[tokio::test(start_paused = true)]
+async fn a_batch_wakes_one_consumer_per_item() {
+    let queue = PriorityQueue::new(8);
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.pop().await.map(|claim| claim.item) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(queue.stats().waiting_consumers, 3);
+    queue.push_many(vec![(0, 1), (0, 2), (0, 3)]).await.unwrap();
+    let mut got = Vec::new();
+    for consumer in consumers {
+        got.push(timeout(LIMIT, consumer).await.unwrap().unwrap().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, [1, 2, 3]);
+}
