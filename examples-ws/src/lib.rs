@@ -8,7 +8,8 @@
 //!   [`client::Client::deliver`].
 //! - [`server`]: axum server with one `broadcast` channel per room, one
 //!   writer task per connection, a lag policy, limits, graceful shutdown,
-//!   and a browser page at `/`.
+//!   and a browser page at `/`; with `--bus redis://...` ([`server::bus`])
+//!   several instances share every channel through Redis pub/sub.
 //! - [`message`]: the JSON the server sends.
 //! - [`demo`]: demo and benchmark support, not a pattern: the `ws-load`
 //!   load generator and OS helpers.
@@ -20,7 +21,6 @@
 //! cargo test -p examples-ws
 //! ```
 
-pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod message;

@@ -540,3 +540,57 @@ async fn accepted_does_not_count_failed_handshakes() {
     assert_eq!(next_chat(&mut ws).await.text, "hi");
     assert_eq!(server.hub.stats().accepted, before + 1);
 }
+
+// Issue 15 (systematic): `serve` dropped at every await point, with one
+// client connected, leaves nothing behind: the port is free again, and once
+// the shutdown token is cancelled (as the hub's owner would on drop) the
+// client is closed and the hub's counters come back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_dropped_at_every_await_leaves_no_connection_or_listener_behind() {
+    use common::testing::cancel_at_every_await;
+    type Served = Arc<std::sync::Mutex<Option<(SocketAddr, Arc<Hub>)>>>;
+    let state: Served = Arc::default();
+    let polls = cancel_at_every_await(
+        |n| {
+            let state = state.clone();
+            // Boxed: a server and a client in one future are large.
+            Box::pin(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let hub = Hub::new(quiet());
+                *state.lock().unwrap() = Some((addr, hub.clone()));
+                let (go, stop) = oneshot::channel::<()>();
+                let serving = server::serve(listener, hub.clone(), async move {
+                    let _ = stop.await; // Err = dropped: stop as well
+                });
+                let client = async move {
+                    let mut ws = join(addr, "/ws/room").await;
+                    ws.send(Message::text("hi")).await.unwrap();
+                    assert_eq!(next_chat(&mut ws).await.text, "hi");
+                    // Later rounds also walk through the shutdown.
+                    if n > 0 {
+                        go.send(()).unwrap();
+                    }
+                    close_code(&mut ws).await
+                };
+                let (report, code) = tokio::join!(serving, client);
+                assert_eq!(code, 1001);
+                assert!(report.unwrap().drained);
+            })
+        },
+        async |_n| {
+            let Some((addr, hub)) = state.lock().unwrap().take() else {
+                return;
+            };
+            // The listener went with the future.
+            drop(TcpListener::bind(addr).await.expect("port released"));
+            // Connections are the hub's, not the future's: they stop with
+            // its token.
+            hub.shutdown_now();
+            eventually("connections closed", || hub.stats().open == 0).await;
+            eventually("channels gone", || hub.stats().channels == 0).await;
+        },
+    )
+    .await;
+    assert!(polls > 1);
+}

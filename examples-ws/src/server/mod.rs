@@ -252,6 +252,14 @@ impl Hub {
         }
     }
 
+    /// Tells every connection to close with 1001, and every ticker and the
+    /// bus task to stop, without waiting. [`serve`] does this when its
+    /// shutdown future resolves; an owner that drops `serve` early (or
+    /// drives the router itself) calls it.
+    pub fn shutdown_now(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Publishes `text` on `channel` as `from` if the channel exists (has
     /// subscribers); returns its sequence number. For in-process sources:
     /// it puts the message into this instance's ring directly, so with a
