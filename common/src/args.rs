@@ -8,11 +8,11 @@
 //!
 //! | parser | accepts | example |
 //! |---|---|---|
-//! | [`duration`] | a number with a unit: `us`, `ms`, `s`, `m`, `h` | `250ms`, `5s`, `1.5s`, `2m` |
-//! | [`rate`] | a finite decimal number | `200`, `0.5`, `1e3` |
-//! | [`count`] | a whole number (`_` separators allowed) | `1000`, `1_000` |
-//! | [`bytes`] | a whole number with an optional unit: `B`, `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB` | `64KiB`, `1MiB` |
-//! | [`fraction`] | a number from 0 to 1 | `0.05` |
+//! | [`duration()`] | a number with a unit: `us`, `ms`, `s`, `m`, `h` | `250ms`, `5s`, `1.5s`, `2m` |
+//! | [`rate()`] | a finite decimal number | `200`, `0.5`, `1e3` |
+//! | [`count()`] | a whole number (`_` separators allowed) | `1000`, `1_000` |
+//! | [`bytes()`] | a whole number with an optional unit: `B`, `KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB` | `64KiB`, `1MiB` |
+//! | [`fraction()`] | a number from 0 to 1 | `0.05` |
 //!
 //! Each returns a closure that clap uses as a `value_parser`:
 //!
@@ -31,7 +31,7 @@
 //!     #[arg(long, default_value = "10", value_parser = args::rate(0.001, 1e6))]
 //!     rate: f64,
 //!     /// Requests in flight.
-//!     #[arg(long, default_value = "16", value_parser = args::count(1, 10_000))]
+//!     #[arg(long, default_value = "16", value_parser = args::count(1usize, 10_000))]
 //!     concurrency: usize,
 //! }
 //!

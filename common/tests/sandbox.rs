@@ -384,3 +384,36 @@ async fn stats_count_every_request() {
         }
     );
 }
+
+/// `/bytes/{n}` is deterministic, so it carries a strong ETag, and a Range
+/// with a matching If-Range is honoured while a stale one gets the whole body.
+#[tokio::test]
+async fn bytes_carry_an_etag_and_honour_if_range() {
+    common::init_crypto();
+    let sandbox = common::Sandbox::start(common::SandboxConfig::default())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = sandbox.url("/bytes/100");
+    let full = client.get(&url).send().await.unwrap();
+    assert_eq!(full.headers()["etag"], "\"bytes-100\"");
+    let resumed = client
+        .get(&url)
+        .header("range", "bytes=40-")
+        .header("if-range", "\"bytes-100\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 206);
+    assert_eq!(resumed.bytes().await.unwrap().len(), 60);
+    let stale = client
+        .get(&url)
+        .header("range", "bytes=40-")
+        .header("if-range", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.bytes().await.unwrap().len(), 100);
+    sandbox.shutdown().await.unwrap();
+}

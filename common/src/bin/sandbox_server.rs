@@ -30,8 +30,9 @@ struct Args {
     /// Address to bind. Loopback by default; use 0.0.0.0 only deliberately.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// The `/api/users` rate limit in requests per second (0 disables it).
-    #[arg(long, default_value = "10", value_parser = args::rate(0.0, 1e6))]
+    /// The `/api/users` rate limit in requests per second, from 0.001 to
+    /// 1,000,000 (0 disables it).
+    #[arg(long, default_value = "10", value_parser = api_rate)]
     api_rate: f64,
     /// How many `/api/users` requests may arrive back to back.
     #[arg(long, default_value = "10", value_parser = args::count(1u32, 1_000_000))]
@@ -49,6 +50,14 @@ impl Example for Args {
     fn output(&self) -> &common::OutputArgs {
         &self.output
     }
+}
+
+/// 0 (off) or a rate the limiter can schedule: 0.001 to 1,000,000 per second.
+fn api_rate(text: &str) -> Result<f64, String> {
+    if text.trim() == "0" {
+        return Ok(0.0);
+    }
+    args::rate(0.001, 1e6)(text).map_err(|e| format!("{e} (or 0 to disable the limit)"))
 }
 
 fn main() -> ExitCode {

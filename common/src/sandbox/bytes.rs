@@ -126,8 +126,15 @@ pub(super) async fn bytes(
         return bad_request("chunk_delay_ms too large");
     }
 
-    // Ranges are honoured only where a real server would: with a known length.
-    let honour_range = query.no_length == 0 && query.ignore_range == 0;
+    // The content depends on n alone, so `"bytes-{n}"` is a strong ETag; a
+    // resuming client sends it back in If-Range.
+    let etag = format!("\"bytes-{n}\"");
+    // Ranges are honoured only where a real server would: with a known
+    // length, and (RFC 9110 §13.1.5) only while an If-Range still matches.
+    let if_range_matches = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|value| value.as_bytes() == etag.as_bytes());
+    let honour_range = query.no_length == 0 && query.ignore_range == 0 && if_range_matches;
     let range = match headers.get(header::RANGE) {
         Some(value) if honour_range => match parse_range(value, n) {
             RangeOutcome::Satisfiable(start, end) => Some((start, end)),
@@ -161,6 +168,9 @@ pub(super) async fn bytes(
     if query.no_length == 0 {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, value);
+        }
     }
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -20,88 +20,84 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Parser;
+use common::{Example, Report};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 mod workloads;
 
 use workloads::{Workload, workloads};
 
-/// Runs every example at scale and writes one report (see the module docs).
-#[derive(Debug)]
+/// Runs every example's scale mode in --release and writes results.json
+/// and results.md (with the machine description) to --out.
+///
+/// It lives in the e2e crate because it is the same kind of program as the
+/// end-to-end tests: it runs the workspace's built binaries from outside,
+/// as a user would, and reads only what they print. A Ctrl-C stops the
+/// workload that is running (it gets the SIGINT and reports) and writes the
+/// report of what ran.
+#[derive(Debug, Parser)]
+#[command(version)]
 struct Args {
+    /// Tiny workload sizes (seconds): the CI smoke run.
+    #[arg(long)]
     quick: bool,
-    build: bool,
-    out: PathBuf,
-    only: Option<String>,
-    /// Runs per workload; `None` means 3 in full mode, 1 in quick mode.
+    /// Do not run `cargo build --release` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Run each workload N times and report medians (default 3, or 1 with --quick).
+    #[arg(long, value_parser = common::args::count(1u32, 100))]
     repeat: Option<u32>,
+    /// Where to write the report (default target/bench).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run only the workloads whose name contains this.
+    #[arg(long, value_name = "SUBSTRING")]
+    only: Option<String>,
+    #[command(flatten)]
+    output: common::OutputArgs,
 }
 
-const USAGE: &str = "\
-Usage: perf-suite [--quick] [--no-build] [--repeat N] [--out DIR] [--only SUBSTRING]
-
-Runs every example's scale mode in --release and writes results.json and
-results.md (with the machine description) to DIR (default target/bench).
-
-Options:
-  --quick          tiny workload sizes (seconds): the CI smoke run
-  --no-build       do not run `cargo build --release` first
-  --repeat N       run each workload N times and report medians
-                   (default 3, or 1 with --quick)
-  --out DIR        where to write the report (default target/bench)
-  --only SUBSTR    run only the workloads whose name contains SUBSTR
-  -h, --help       print this help
-";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        quick: false,
-        build: true,
-        out: e2e::workspace_root().join("target/bench"),
-        only: None,
-        repeat: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => args.quick = true,
-            "--no-build" => args.build = false,
-            "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
-            "--only" => args.only = Some(it.next().ok_or("--only needs a value")?),
-            "--repeat" => {
-                let n = it.next().ok_or("--repeat needs a number")?;
-                match n.parse::<u32>() {
-                    Ok(n) if n > 0 => args.repeat = Some(n),
-                    _ => return Err(format!("--repeat needs a positive number, got '{n}'")),
-                }
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unexpected argument '{other}'")),
-        }
+impl Example for Args {
+    const NAME: &'static str = "perf-suite";
+    const SEED: Option<u8> = None;
+    const TOOL: bool = true;
+    fn output(&self) -> &common::OutputArgs {
+        &self.output
     }
-    Ok(args)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    common::exit_code(run(&args))
+    common::driver::main(|args: Args, stop: CancellationToken| async move {
+        // The suite waits on child processes with blocking calls (wait4):
+        // run it on the blocking pool, with a flag the stop sets.
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let watch = tokio::spawn(async move {
+            stop.cancelled().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let outcome = tokio::task::spawn_blocking(move || run(&args, &stopped))
+            .await
+            .context("the suite panicked")?;
+        watch.abort();
+        outcome
+    })
 }
 
-fn run(args: &Args) -> anyhow::Result<()> {
+fn run(args: &Args, stopped: &AtomicBool) -> anyhow::Result<Report> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| e2e::workspace_root().join("target/bench"));
     let root = e2e::workspace_root();
-    if args.build {
+    if !args.no_build {
         eprintln!("building the workspace in --release ...");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root)
@@ -113,7 +109,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let bin_dir = root.join("target/release");
-    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
 
     let machine = machine();
     eprintln!(
@@ -124,7 +120,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let repeat = args.repeat.unwrap_or(if args.quick { 1 } else { 3 });
     let mut rows = Vec::new();
     let mut failures = 0;
-    for workload in workloads(args.quick, &args.out) {
+    for workload in workloads(args.quick, &out) {
+        if stopped.load(Ordering::SeqCst) {
+            break;
+        }
         if args
             .only
             .as_deref()
@@ -133,7 +132,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("==> {}: {}", workload.name, command_line(&workload));
-        let row = match run_workload(&bin_dir, &workload, repeat) {
+        let row = match run_workload(&bin_dir, &workload, repeat, stopped) {
             Ok(row) => row,
             Err(err) => {
                 failures += 1;
@@ -158,17 +157,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "machine": machine,
         "results": rows.iter().map(|(_, row)| row.clone()).collect::<Vec<_>>(),
     });
-    let json_path = args.out.join("results.json");
+    let json_path = out.join("results.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("write {}", json_path.display()))?;
-    let md_path = args.out.join("results.md");
+    let md_path = out.join("results.md");
     std::fs::write(&md_path, markdown(&report, &rows))
         .with_context(|| format!("write {}", md_path.display()))?;
-    println!("wrote {} and {}", md_path.display(), json_path.display());
-    if failures > 0 {
-        bail!("{failures} workload(s) failed");
+    if !args.output.json {
+        println!("wrote {} and {}", md_path.display(), json_path.display());
     }
-    Ok(())
+    let report = Report::ok()
+        .figure("workloads", rows.len())
+        .figure("failed", failures)
+        .figure("results_json", json_path.display().to_string());
+    Ok(report.fail_if((failures > 0).then(|| format!("{failures} workload(s) failed"))))
 }
 
 /// What a reader would type to repeat a workload by hand (paths inside
@@ -189,14 +191,19 @@ fn command_line(workload: &Workload) -> String {
 
 /// Runs a workload `repeat` times, one process each, and returns every run
 /// plus the median of each figure, of the wall time and of the peak RSS.
-fn run_workload(bin_dir: &Path, workload: &Workload, repeat: u32) -> anyhow::Result<Value> {
+fn run_workload(
+    bin_dir: &Path,
+    workload: &Workload,
+    repeat: u32,
+    stopped: &AtomicBool,
+) -> anyhow::Result<Value> {
     let path = match workload.bench_package {
         None => bin_dir.join(workload.bin),
         Some(package) => bench_executable(package, workload.bin)?,
     };
     let mut runs = Vec::new();
     for i in 1..=repeat {
-        let outcome = measure(&path, workload);
+        let outcome = measure(&path, workload, stopped);
         if let Some(dir) = &workload.cleanup {
             // Best effort: a leftover directory is only disk (or RAM) space.
             let _ = std::fs::remove_dir_all(dir);
@@ -277,7 +284,7 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// Runs one process of a workload; wall time and peak RSS come from `wait4`.
-fn measure(path: &Path, workload: &Workload) -> anyhow::Result<Value> {
+fn measure(path: &Path, workload: &Workload, stopped: &AtomicBool) -> anyhow::Result<Value> {
     let mut child = Command::new(path)
         .args(&workload.args)
         .stdin(Stdio::null())
@@ -305,26 +312,48 @@ fn measure(path: &Path, workload: &Workload) -> anyhow::Result<Value> {
     // A watchdog kills a run that overstays its limit.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let limit = workload.limit;
-    let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(limit).is_err() {
-            // SAFETY: kill(2) has no memory-safety preconditions; the child
-            // is not reaped until wait4 below returns, so the pid is ours.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            return true;
-        }
-        false
+    // It also passes a stop on: the child gets one SIGINT, stops cleanly
+    // and reports (exit 130).
+    let stopped_now = || stopped.load(Ordering::SeqCst);
+    let watchdog = std::thread::scope(|scope| {
+        let handle = scope.spawn(move || {
+            let deadline = Instant::now() + limit;
+            let mut interrupted = false;
+            loop {
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                if stopped_now() && !interrupted {
+                    interrupted = true;
+                    // SAFETY: kill(2) has no memory-safety preconditions; the
+                    // child is not reaped until wait4 returns, so the pid is ours.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+                }
+                if Instant::now() >= deadline {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    return true;
+                }
+            }
+        });
+        let reaped = wait4(pid);
+        // The watchdog may have returned already; then nobody listens.
+        let _ = done_tx.send(());
+        (reaped, handle.join().unwrap_or(false))
     });
-    let (status, rusage) = wait4(pid)?;
+    let (reaped, killed) = watchdog;
+    let (status, rusage) = reaped?;
     let wall = started.elapsed();
-    // The receiver may have timed out already; then there is nobody to tell.
-    let _ = done_tx.send(());
-    let killed = watchdog.join().unwrap_or(false);
     // Keep `child` alive until here: dropping a std Child never kills or waits.
     drop(child);
     let stdout = out_thread.join().unwrap_or_default();
     let stderr = err_thread.join().unwrap_or_default();
     if killed {
         bail!("killed after {limit:?}");
+    }
+    if stopped.load(Ordering::SeqCst) {
+        bail!("interrupted");
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         let last = stderr.lines().last().unwrap_or("").to_owned();
