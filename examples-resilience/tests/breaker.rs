@@ -484,6 +484,7 @@ async fn probes_from_an_earlier_half_open_spell_still_hold_their_permits() {
         }
     }
     assert_eq!(admitted, 1, "only one permit was free");
+    assert_eq!(breaker.probes_in_flight(), 1, "B still holds its permit");
     assert_eq!(
         peak.load(Ordering::SeqCst),
         2,
@@ -607,4 +608,43 @@ async fn panics_in_the_classifier_and_the_hook_leave_the_breaker_usable() {
     // The transition happened before the hook ran; the lock is not poisoned for good.
     assert_eq!(hooked.state(), State::Open);
     assert!(matches!(fail(&hooked).await, Err(CallError::Open(_))));
+}
+
+/// Each trigger and state reads as the transition log prints it; the
+/// breaker's Debug shows its state and probes.
+#[tokio::test]
+async fn triggers_and_states_display_as_the_log_prints_them() {
+    let states = [State::Closed, State::Open, State::HalfOpen].map(|s| s.to_string());
+    assert_eq!(states, ["closed", "open", "half-open"]);
+    let debug = format!("{:?}", CircuitBreaker::new(config(1)).unwrap());
+    assert!(
+        debug.contains("state: Closed") && debug.contains("probes_in_flight: 0"),
+        "{debug}"
+    );
+    let shown = [
+        Trigger::ConsecutiveFailures(3),
+        Trigger::FailureRate {
+            failures: 3,
+            calls: 4,
+        },
+        Trigger::FailureRate {
+            failures: 0,
+            calls: 0,
+        },
+        Trigger::CoolDownElapsed,
+        Trigger::ProbeFailed,
+        Trigger::ProbesSucceeded(2),
+    ]
+    .map(|t| t.to_string());
+    assert_eq!(
+        shown,
+        [
+            "3 consecutive failures",
+            "failure rate 75% (3/4 calls in the window)",
+            "failure rate 0% (0/0 calls in the window)",
+            "cool-down elapsed",
+            "a probe failed",
+            "2 probes succeeded",
+        ]
+    );
 }
