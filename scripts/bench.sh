@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Everything is built before anything is measured, so no compiler competes
-# with a workload for the CPU: the bins, then the db crate's bench targets.
+# with a workload for the CPU: the release bins (every benchmark is a --bench mode).
 cargo build --release --workspace --bins
-cargo bench --no-run -p examples-db --bench pool --bench cache
+
 exec target/release/perf-suite --no-build "$@"

@@ -12,11 +12,12 @@ use std::time::Duration;
 pub(crate) struct Workload {
     /// Short name in the report.
     pub(crate) name: &'static str,
-    /// The binary (a workspace bin name), or the bench target's name when
-    /// `bench_package` is set.
+    /// The binary (a workspace bin name). Every benchmark is a binary's
+    /// `--bench` or scale mode: the workspace has no `cargo bench` targets.
     pub(crate) bin: &'static str,
-    /// Set for a `[[bench]]` target (harness = false) of this package.
-    pub(crate) bench_package: Option<&'static str>,
+    /// A service the workload needs, as (name, port on 127.0.0.1); when it
+    /// does not answer, the workload is skipped with a note.
+    pub(crate) needs: Option<(&'static str, u16)>,
     /// Its arguments, `--json` included.
     pub(crate) args: Vec<String>,
     /// (label, JSON pointer into the summary) for the report's figures
@@ -33,6 +34,10 @@ pub(crate) struct Workload {
     /// kept as `<stem>-run<N>.<ext>`; the median run's stays at this path.
     pub(crate) artifact: Option<PathBuf>,
 }
+
+/// The services the scale-out workloads use (the same defaults as `.ci/run`).
+const REDIS: &str = "redis://127.0.0.1:6379";
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// `full` at full size, `quick` in quick mode.
 fn size(quick: bool, full: u64, small: u64) -> String {
@@ -53,7 +58,7 @@ fn workload(
         figures: figures.to_vec(),
         target,
         limit: Duration::from_secs(300),
-        bench_package: None,
+        needs: None,
         cleanup: None,
         artifact: None,
     }
@@ -84,8 +89,8 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             args![
                 "--count",
                 q(1000, 50),
-                "--delay-ms",
-                100,
+                "--delay",
+                "100ms",
                 "--concurrency",
                 100,
                 "--no-sequential",
@@ -94,7 +99,7 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             &[
                 ("wall", "/concurrent_s"),
                 ("ideal", "/ideal_s"),
-                ("ok", "/ok"),
+                ("ok", "/succeeded"),
             ],
             "within 1.10x of 1.0 s",
         ),
@@ -104,13 +109,13 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             args![
                 "--count",
                 q(1000, 50),
-                "--delay-ms",
-                100,
+                "--delay",
+                "100ms",
                 "--unbounded",
                 "--no-sequential",
                 "--json"
             ],
-            &[("wall", "/concurrent_s"), ("ok", "/ok")],
+            &[("wall", "/concurrent_s"), ("ok", "/succeeded")],
             "within 0.15 s",
         ),
         Workload {
@@ -119,13 +124,13 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
                 "benchmark sweep, zero latency",
                 "benchmark",
                 args![
-                    "--latency-ms",
-                    0,
-                    "--jitter-ms",
-                    0,
+                    "--latency",
+                    "0s",
+                    "--jitter",
+                    "0s",
                     "--concurrency",
                     "1,4,16,64,256",
-                    "--requests",
+                    "--count",
                     q(50_000, 500),
                     "--warmup",
                     q(1000, 50),
@@ -134,11 +139,11 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
                     "--json"
                 ],
                 &[
-                    ("c=64 rps", "/results/3/throughput_rps"),
+                    ("c=64 rps", "/results/3/throughput_per_s"),
                     ("c=64 p50 ms", "/results/3/latency/p50_ms"),
                     ("c=64 p99 ms", "/results/3/latency/p99_ms"),
-                    ("c=1 rps", "/results/0/throughput_rps"),
-                    ("c=256 rps", "/results/4/throughput_rps"),
+                    ("c=1 rps", "/results/0/throughput_per_s"),
+                    ("c=256 rps", "/results/4/throughput_per_s"),
                 ],
                 ">= 30,000 rps at 64 in flight",
             )
@@ -156,7 +161,7 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
                     "--force",
                     "--json"
                 ],
-                &[("MB/s", "/mb_per_s"), ("bytes", "/bytes")],
+                &[("MB/s", "/mb_per_s"), ("bytes", "/total_bytes")],
                 ">= 800 MB/s, RSS < 50 MB",
             )
         },
@@ -164,18 +169,18 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             "rate-limited-client, 200 rps x 10 s",
             "rate-limited-client",
             args![
-                "--rps",
+                "--rate",
                 200,
                 "--burst",
                 5,
                 "--count",
                 q(2000, 100),
-                "--max-concurrent",
+                "--concurrency",
                 20,
                 "--json"
             ],
             &[
-                ("achieved rps", "/sustained_rps"),
+                ("achieved rps", "/sustained_per_s"),
                 ("rate error %", "/rate_error_pct"),
                 ("429s", "/server_429"),
                 ("errors", "/errors"),
@@ -188,14 +193,14 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             args![
                 "--clients",
                 q(1000, 20),
-                "--messages",
+                "--count",
                 q(1000, 20),
                 "--runs",
                 q(3, 1),
                 "--json"
             ],
             &[
-                ("deliveries/s", "/median/deliveries_per_sec"),
+                ("deliveries/s", "/median/deliveries_per_s"),
                 ("ms", "/median/elapsed_ms"),
             ],
             "1,000,000 deliveries within 1 s",
@@ -203,62 +208,64 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
         workload(
             "ws-broadcast, 5,000 idle connections",
             "ws-load",
-            args!["--idle", q(5000, 50), "--hold", "1s", "--json"],
+            args!["--idle", q(5000, 50), "--duration", "1s", "--json"],
             &[
-                ("server RSS MiB", "/server_rss_mb"),
+                ("server RSS bytes", "/server_rss_bytes"),
                 (
-                    "server peak RSS MiB (read from outside)",
-                    "/server_peak_rss_mb",
+                    "server peak RSS bytes (read from outside)",
+                    "/server_peak_rss_bytes",
                 ),
-                ("KiB/conn", "/per_connection_kib"),
+                ("bytes/conn", "/per_connection_bytes"),
             ],
             "server RSS < 200 MB",
         ),
-        Workload {
-            bench_package: Some("examples-db"),
-            ..workload(
-                "connection-pool acquire+release vs deadpool",
-                "pool",
-                if quick { args!["--quick"] } else { args![] },
-                &[
-                    ("1 task ours/s", "/cases/0/ours_per_sec"),
-                    ("deadpool/s", "/cases/0/deadpool_per_sec"),
-                    ("64 tasks ours/s", "/cases/1/ours_per_sec"),
-                    ("deadpool/s", "/cases/1/deadpool_per_sec"),
-                ],
-                "ours >= 0.8x deadpool",
-            )
-        },
-        Workload {
-            bench_package: Some("examples-db"),
-            ..workload(
-                "async-cache hits",
-                "cache",
-                if quick { args!["--quick"] } else { args![] },
-                &[
-                    ("1 task hits/s", "/cases/0/hits_per_sec"),
-                    ("2 tasks", "/cases/1/hits_per_sec"),
-                    ("64 tasks", "/cases/2/hits_per_sec"),
-                ],
-                ">= 5 M hits/s from one task",
-            )
-        },
+        workload(
+            "connection-pool acquire+release vs deadpool",
+            "connection-pool",
+            if quick {
+                args!["--bench", "--count", 20_000, "--runs", 1, "--json"]
+            } else {
+                args!["--bench", "--json"]
+            },
+            &[
+                ("1 task ours/s", "/cases/0/ours_per_s"),
+                ("deadpool/s", "/cases/0/deadpool_per_s"),
+                ("64 tasks ours/s", "/cases/1/ours_per_s"),
+                ("deadpool/s", "/cases/1/deadpool_per_s"),
+            ],
+            "ours >= 0.8x deadpool",
+        ),
+        workload(
+            "async-cache hits",
+            "async-cache",
+            if quick {
+                args!["--bench", "--count", 20_000, "--runs", 1, "--json"]
+            } else {
+                args!["--bench", "--json"]
+            },
+            &[
+                ("1 task hits/s", "/cases/0/hits_per_s"),
+                ("2 tasks", "/cases/1/hits_per_s"),
+                ("64 tasks", "/cases/2/hits_per_s"),
+            ],
+            ">= 5 M hits/s from one task",
+        ),
         workload(
             "priority-queue vs mpsc, 3 producers x 5 consumers",
             "priority-queue",
             args![
                 "--bench",
-                "--tasks",
+                "--count",
                 q(1_000_000, 20_000),
                 "--runs",
                 q(3, 1),
                 "--json"
             ],
             &[
-                ("queue tasks/s", "/results/0/median_tasks_per_sec"),
-                ("queue batched", "/results/1/median_tasks_per_sec"),
-                ("mpsc", "/results/2/median_tasks_per_sec"),
-                ("mpsc batched", "/results/3/median_tasks_per_sec"),
+                ("queue tasks/s", "/results/0/median_tasks_per_s"),
+                ("queue batched", "/results/1/median_tasks_per_s"),
+                ("mpsc", "/results/2/median_tasks_per_s"),
+                ("mpsc batched", "/results/3/median_tasks_per_s"),
             ],
             ">= 1,000,000 tasks/s",
         ),
@@ -267,18 +274,18 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             "bank-account",
             args![
                 "--bench",
-                "--tasks",
+                "--concurrency",
                 100,
-                "--ops",
-                q(10_000, 100),
+                "--count",
+                q(1_000_000, 10_000),
                 "--runs",
                 q(3, 1),
                 "--json"
             ],
             &[
-                ("std Mutex ops/s", "/designs/0/ops_per_sec"),
-                ("tokio Mutex", "/designs/1/ops_per_sec"),
-                ("actor", "/designs/2/ops_per_sec"),
+                ("std Mutex ops/s", "/designs/0/ops_per_s"),
+                ("tokio Mutex", "/designs/1/ops_per_s"),
+                ("actor", "/designs/2/ops_per_s"),
             ],
             "std >= 10 M/s, tokio >= 2 M/s",
         ),
@@ -287,22 +294,22 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             "semaphore-pool",
             args![
                 "--bench",
-                "--bench-ops",
+                "--count",
                 q(5_000_000, 10_000),
                 "--runs",
                 q(3, 1),
                 "--json"
             ],
             &[
-                ("pool/s", "/pool_per_sec"),
-                ("bare semaphore/s", "/semaphore_per_sec"),
+                ("pool/s", "/pool_per_s"),
+                ("bare semaphore/s", "/semaphore_per_s"),
             ],
             ">= 5 M/s",
         ),
         workload(
             "circuit-breaker overhead, closed",
             "circuit-breaker",
-            args!["--bench", "--bench-calls", q(2_000_000, 2000), "--json"],
+            args!["--bench", "--count", q(2_000_000, 2000), "--json"],
             &[
                 ("1 task ns", "/median/0/overhead_ns"),
                 ("2 tasks ns", "/median/1/overhead_ns"),
@@ -313,7 +320,7 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
         workload(
             "backoff-retry overhead, happy path",
             "backoff-retry",
-            args!["--bench", "--bench-calls", q(2_000_000, 2000), "--json"],
+            args!["--bench", "--count", q(2_000_000, 2000), "--json"],
             &[
                 ("ns", "/median/0/overhead_ns"),
                 ("with deadline ns", "/median/1/overhead_ns"),
@@ -324,7 +331,8 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             "100,000 tasks each sleeping 1 s",
             "background-tasks",
             args![
-                "--spawn-bench",
+                "--bench",
+                "--count",
                 q(100_000, 1000),
                 "--bench-sleep",
                 "1s",
@@ -333,9 +341,75 @@ pub(crate) fn workloads(quick: bool, out: &Path) -> Vec<Workload> {
             &[
                 ("wall ms", "/wall_ms"),
                 ("spawn ms", "/spawn_ms"),
-                ("VmHWM KiB", "/peak_rss_kib"),
+                ("VmHWM bytes", "/peak_rss_bytes"),
             ],
             "within 1.2 s, < 50 MiB (Python: 2.6 s, 169 MiB)",
         ),
+        Workload {
+            needs: Some(("Redis", 6379)),
+            ..workload(
+                "ws-broadcast fan-out across 2 instances on a Redis bus",
+                "ws-load",
+                args![
+                    "--bus",
+                    REDIS,
+                    "--instances",
+                    2,
+                    "--clients",
+                    q(1000, 20),
+                    "--count",
+                    q(1000, 20),
+                    "--runs",
+                    q(3, 1),
+                    "--json"
+                ],
+                &[
+                    ("2 instances deliveries/s", "/median/deliveries_per_s"),
+                    ("1 instance deliveries/s", "/one_instance/deliveries_per_s"),
+                ],
+                "every message to every client, in one order (figures: the cost of the bus)",
+            )
+        },
+        Workload {
+            needs: Some(("Redis", 6379)),
+            ..workload(
+                "shared rate limit decisions on Redis",
+                "rate-limited-client",
+                args![
+                    "--bench",
+                    "--shared-limit",
+                    REDIS,
+                    "--duration",
+                    if quick { "500ms" } else { "3s" },
+                    "--json"
+                ],
+                &[
+                    ("Redis decisions/s", "/shared_decisions_per_s"),
+                    ("Redis p99 ms", "/shared_p99_decision_ms"),
+                    ("in-process decisions/s", "/local_decisions_per_s"),
+                ],
+                "one atomic script per decision, on the server's clock",
+            )
+        },
+        Workload {
+            needs: Some(("PostgreSQL", 5432)),
+            ..workload(
+                "durable priority queue on PostgreSQL, 4 consumers in 2 processes",
+                "priority-queue",
+                args![
+                    "--bench",
+                    "--store",
+                    POSTGRES,
+                    "--count",
+                    q(2000, 100),
+                    "--json"
+                ],
+                &[
+                    ("store tasks/s", "/store_tasks_per_s"),
+                    ("in-process tasks/s", "/in_process_tasks_per_s"),
+                ],
+                "at-least-once with leases (figures: the cost of durability)",
+            )
+        },
     ]
 }
