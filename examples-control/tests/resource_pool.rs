@@ -243,3 +243,28 @@ fn the_timeline_draws_each_holder_in_its_row_and_finds_overlaps() {
     let clash = [span(0, 0, 0, 50), span(1, 0, 40, 100)];
     assert_eq!(timeline::first_overlap(&clash), Some((clash[0], clash[1])));
 }
+
+/// The gauges a caller reads: `is_closed`, `in_use`, `idle` and `stats`
+/// follow what the pool is doing.
+#[tokio::test(start_paused = true)]
+async fn the_gauges_follow_holders_and_close() {
+    let pool = ResourcePool::new(vec![1u8, 2, 3], ms(100));
+    assert!(!pool.is_closed());
+    assert_eq!((pool.in_use(), pool.idle()), (0, 3));
+    let a = pool.acquire().await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    assert_eq!((pool.in_use(), pool.idle()), (2, 1));
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.size, stats.in_use, stats.high_water, stats.acquired),
+        (3, 2, 2, 2)
+    );
+    drop(a);
+    assert_eq!((pool.in_use(), pool.idle()), (1, 2));
+    pool.close();
+    assert!(pool.is_closed());
+    assert_eq!(pool.acquire().await.unwrap_err(), PoolError::Closed);
+    assert_eq!(pool.stats().rejected_closed, 1);
+    drop(b);
+    assert_eq!((pool.in_use(), pool.idle()), (0, 3));
+}

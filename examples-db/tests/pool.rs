@@ -558,3 +558,38 @@ async fn stats_never_drift_under_a_cancellation_storm() {
     let s = pool.stats();
     assert_eq!((s.created, s.in_use, s.idle), (s.closed, 0, 0), "{s:?}");
 }
+
+/// An acquire timeout or close deadline too long for the clock
+/// (`Duration::MAX`) means "no deadline" (about 30 years), never a panic
+/// on `Instant + Duration` and never an early timeout.
+#[tokio::test(start_paused = true)]
+async fn a_duration_max_timeout_waits_as_long_as_it_takes() {
+    let config = PoolConfig {
+        size: 1,
+        max_overflow: 0,
+        acquire_timeout: Duration::MAX,
+    };
+    let pool = Pool::new(FakeManager::default(), config).expect("valid config");
+    let held = pool.get().await.expect("a connection");
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await.map(|c| c.id) })
+    };
+    settle(|| pool.stats().waiting == 1).await;
+    // Ten years later the waiter is still waiting, not timed out.
+    tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+    assert!(!waiter.is_finished());
+    drop(held);
+    assert_eq!(waiter.await.expect("joined").expect("served"), 1);
+    assert_eq!(pool.stats().timeouts, 0);
+
+    let held = pool.get().await.expect("a connection");
+    let closing = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.close(Duration::MAX).await })
+    };
+    tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+    assert!(!closing.is_finished(), "close waits, with no deadline");
+    drop(held);
+    assert_eq!(closing.await.expect("closed").still_in_use, 0);
+}

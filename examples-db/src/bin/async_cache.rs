@@ -1,9 +1,5 @@
-//! async-cache: seed Example 12 as a read-through cache in front of the
-//! connection-pool database. The pattern is `examples_db::cache`.
-//!
-//! Runs the same skewed sequence of lookups twice, straight to the database
-//! through the pool and then through the cache (`get_or_load`), and prints
-//! the latency of each and the hit ratio.
+//! async-cache: seed Example 12, the same skewed lookups straight to the
+//! database and then through `examples_db::cache` (`get_or_load`).
 //!
 //! ```text
 //! cargo run --bin async-cache
@@ -97,22 +93,20 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         Args::NAME,
     )?);
     db.prepare(args.keys).await?;
-    let ids = Arc::new(workload::skewed_ids(
-        args.count.unwrap_or(5000),
-        args.keys,
-        args.seed,
-    ));
+    let count = args.count.unwrap_or(5000);
+    let ids = Arc::new(workload::skewed_ids(count, args.keys, args.seed));
+    let (concurrency, capacity, ttl) = (args.concurrency, args.capacity, args.ttl);
     if story {
-        story::cache_opening(
-            &db,
-            args.keys,
-            ids.len(),
-            args.concurrency,
-            args.capacity,
-            args.ttl,
+        println!(
+            "async-cache (seed 12): read-through cache over {}, {} rows",
+            db.backend, args.keys
+        );
+        println!(
+            "{} lookups by {concurrency} workers, skewed to low ids; capacity {capacity}, TTL {ttl:?}",
+            ids.len()
         );
     }
-    let direct = workload::lookups(&ids, args.concurrency, &stop, {
+    let direct = workload::lookups(&ids, concurrency, &stop, {
         let db = Arc::clone(&db);
         move |id| {
             let db = Arc::clone(&db);
@@ -120,9 +114,9 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         }
     })
     .await;
-    let capacity = NonZeroUsize::new(args.capacity).context("capacity must be positive")?;
-    let cache: Arc<Cache<i64, Arc<Item>>> = Arc::new(Cache::new(capacity, args.ttl));
-    let cached = workload::lookups(&ids, args.concurrency, &stop, {
+    let capacity = NonZeroUsize::new(capacity).context("capacity must be positive")?;
+    let cache: Arc<Cache<i64, Arc<Item>>> = Arc::new(Cache::new(capacity, ttl));
+    let cached = workload::lookups(&ids, concurrency, &stop, {
         let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
         move |id| {
             let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
@@ -140,7 +134,7 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     let failed = direct.failed + cached.failed;
     Ok(Report::ok()
         .figures(serde_json::json!({
-            "backend": db.backend, "lookups": ids.len(), "concurrency": args.concurrency,
+            "backend": db.backend, "lookups": ids.len(), "concurrency": concurrency,
             "direct": direct, "cached": cached, "cache": stats, "hit_ratio": stats.hit_ratio(),
             "mean_speedup": speedup,
         }))

@@ -28,24 +28,6 @@ pub fn pool_opening(db: &Database, rows: i64, concurrency: usize, requests: usiz
     );
 }
 
-/// `async-cache`'s opening lines, once the table exists.
-pub fn cache_opening(
-    db: &Database,
-    keys: i64,
-    lookups: usize,
-    concurrency: usize,
-    capacity: usize,
-    ttl: Duration,
-) {
-    println!(
-        "async-cache (seed 12): read-through cache over {}, {keys} rows",
-        db.backend
-    );
-    println!(
-        "{lookups} lookups by {concurrency} workers, skewed towards low ids; cache capacity {capacity}, TTL {ttl:?}"
-    );
-}
-
 /// `connection-pool`'s closing lines: the requests, their latency, the
 /// acquire waits and what the pool opened and closed.
 pub fn pool_summary(
