@@ -215,6 +215,10 @@ async fn a_loader_error_reaches_every_waiter_and_the_next_call_retries() {
     for caller in callers {
         let err = caller.await.expect("joined").expect_err("the load failed");
         assert_eq!(err.inner().downcast_ref::<LoadFailed>(), Some(&LoadFailed));
+        assert!(
+            !err.is_reentrant(),
+            "an ordinary failure is not a re-entrant load"
+        );
     }
     let stats = cache.stats();
     assert_eq!(
@@ -393,4 +397,19 @@ async fn a_loader_asking_for_its_own_key_gets_an_error_not_a_deadlock() {
         })
         .await;
     assert_eq!(nested.expect("loaded"), "x+Y");
+}
+
+/// `hit_ratio` is hits / (hits + misses), and 0 before any lookup.
+#[test]
+fn the_hit_ratio_is_hits_over_lookups() {
+    let cache = cache(4, 60);
+    assert_eq!(cache.stats().hit_ratio(), 0.0);
+    cache.set(key("a"), key("1"));
+    for _ in 0..3 {
+        assert!(cache.get("a").is_some());
+    }
+    assert!(cache.get("b").is_none());
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (3, 1));
+    assert_eq!(stats.hit_ratio(), 0.75);
 }
