@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::{Example, Report, Stopwatch, args};
-use examples_http::demo::download_report::{self as story, Bars, Outcome};
-use examples_http::download::{DownloadOptions, download, parse_sha256};
+use examples_http::demo::download_report as story;
+use examples_http::download::{DownloadOptions, parse_sha256};
 use examples_http::fetch::parse_http_url;
-use futures::StreamExt;
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
@@ -124,40 +123,18 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
     let jobs = story::jobs(files, &dir, args.output.as_deref())?;
-    let (bars, client) = (Bars::new(), reqwest::Client::builder().build()?);
-    let mut outcomes: Vec<Outcome> = jobs.iter().map(|_| None).collect();
-    let mut downloads = futures::stream::iter(jobs.iter().enumerate())
-        .map(|(i, job)| {
-            let options = DownloadOptions {
-                idle_timeout: args.timeout,
-                min_rate: args.min_rate,
-                // What is left of the run's deadline when this one starts.
-                deadline: args.deadline.map(|d| d.saturating_sub(watch.elapsed())),
-                sha256: job.sha256.clone(),
-                force: args.force,
-                retries: args.retries,
-                max_size: Some(args.max_size.unwrap_or(args.size.unwrap_or(0).max(1 << 30))),
-            };
-            let (client, bar) = (&client, bars.bar(&job.url));
-            async move {
-                let started = Stopwatch::start();
-                let result = download(client, &job.url, &job.dest, &options, &bar).await;
-                bar.0.finish();
-                (i, result, started.elapsed())
-            }
-        })
-        .buffer_unordered(args.concurrency);
-    loop {
-        tokio::select! {
-            // Dropping the downloads on a stop is safe: each keeps its .part.
-            () = stop.cancelled() => break,
-            next = downloads.next() => match next {
-                Some((i, result, took)) => outcomes[i] = Some((result, took)),
-                None => break,
-            },
-        }
-    }
-    drop(downloads);
+    let client = reqwest::Client::builder().build()?;
+    let options = |job: &story::Job| DownloadOptions {
+        idle_timeout: args.timeout,
+        min_rate: args.min_rate,
+        // What is left of the run's deadline when this one starts.
+        deadline: args.deadline.map(|d| d.saturating_sub(watch.elapsed())),
+        sha256: job.sha256.clone(),
+        force: args.force,
+        retries: args.retries,
+        max_size: Some(args.max_size.unwrap_or(args.size.unwrap_or(0).max(1 << 30))),
+    };
+    let outcomes = story::download_all(&client, &jobs, args.concurrency, options, &stop).await;
     drop(demo);
     Ok(story::report(
         &jobs,

@@ -9,7 +9,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
-use crate::download::{DownloadError, Downloaded, Progress, file_name_for, hex, part_path};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::download::{
+    DownloadError, DownloadOptions, Downloaded, Progress, download, file_name_for, hex, part_path,
+};
 
 /// One file to fetch.
 #[derive(Debug, Clone)]
@@ -224,4 +229,41 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Runs every job, at most `concurrency` at once, each with a progress bar
+/// and the options `options` gives it (called as the job starts, so a
+/// deadline can shrink with the run). A stop drops the downloads still
+/// running, which keeps their `.part` files for a resume; their outcome is
+/// `None`.
+pub async fn download_all(
+    client: &reqwest::Client,
+    jobs: &[Job],
+    concurrency: usize,
+    options: impl Fn(&Job) -> DownloadOptions,
+    stop: &CancellationToken,
+) -> Vec<Outcome> {
+    let bars = Bars::new();
+    let mut outcomes: Vec<Outcome> = jobs.iter().map(|_| None).collect();
+    let mut downloads = futures::stream::iter(jobs.iter().enumerate())
+        .map(|(i, job)| {
+            let (options, bar) = (options(job), bars.bar(&job.url));
+            async move {
+                let started = common::Stopwatch::start();
+                let result = download(client, &job.url, &job.dest, &options, &bar).await;
+                bar.0.finish();
+                (i, result, started.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            next = downloads.next() => match next {
+                Some((i, result, took)) => outcomes[i] = Some((result, took)),
+                None => break,
+            },
+        }
+    }
+    outcomes
 }
