@@ -138,7 +138,7 @@ async fn semaphore_pool_sigterm_cancels_holders_after_the_drain_timeout() {
         "60s",
         "--json",
     ];
-    let mut child = spawn("semaphore-pool", &args).unwrap();
+    let child = spawn("semaphore-pool", &args).unwrap();
     // Under --json nothing is printed until the end: give the users a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = Instant::now();

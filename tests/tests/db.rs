@@ -168,7 +168,7 @@ async fn connection_pool_sigint_stops_the_demo_and_the_bench_with_130() {
     assert!(out.stdout.contains("0 still in use"), "{}", out.stdout);
 
     let args = ["--bench", "--count", "1000000000", "--json"];
-    let mut running = e2e::spawn("connection-pool", &args).expect("spawned");
+    let running = e2e::spawn("connection-pool", &args).expect("spawned");
     tokio::time::sleep(Duration::from_millis(500)).await; // let it start
     running.signal(libc::SIGINT).expect("signalled");
     let out = running.wait(Duration::from_secs(10)).await.expect("exited");
@@ -245,7 +245,7 @@ async fn async_cache_bench_reports_hits_and_stops_on_sigint() {
     assert!(json["floor_lookups_per_s"].as_f64().expect("floor") > 0.0);
 
     let args = ["--bench", "--count", "1000000000", "--json"];
-    let mut running = e2e::spawn("async-cache", &args).expect("spawned");
+    let running = e2e::spawn("async-cache", &args).expect("spawned");
     tokio::time::sleep(Duration::from_millis(500)).await; // let it start
     running.signal(libc::SIGINT).expect("signalled");
     let out = running.wait(Duration::from_secs(10)).await.expect("exited");

@@ -38,7 +38,12 @@ pub fn sweep_svg(points: &[SweepPoint], title: &str) -> String {
             LEFT + plot_w * i as f64 / (points.len() - 1) as f64
         }
     };
-    let max_rps = nice_max(points.iter().map(|p| p.throughput_per_s).fold(0.0, f64::max));
+    let max_rps = nice_max(
+        points
+            .iter()
+            .map(|p| p.throughput_per_s)
+            .fold(0.0, f64::max),
+    );
     let p99_ms = |p: &SweepPoint| p.latency.p99.as_secs_f64() * 1e3;
     let max_ms = nice_max(points.iter().map(p99_ms).fold(0.0, f64::max));
     let y = |value: f64, max: f64| TOP + plot_h * (1.0 - value / max);
