@@ -26,6 +26,14 @@
 //! - **Counters**: hits, misses, evictions, expirations, loads, load
 //!   failures, coalesced (followers served by another's load).
 //!
+//! **The seed's real lesson.** Seed Example 12 is titled "testing async code
+//! with pytest-asyncio": the cache is only its subject. That lesson, the
+//! seed's four tests ported and made to mean something (a concurrency test
+//! that fails against a racy cache, the paused clock, cancellation at every
+//! await, fakes behind a trait), is `docs/testing-async.md` in the
+//! workspace, compiled as doctests; this module's tests
+//! (`examples-db/tests/cache.rs`) are its worked examples.
+//!
 //! Production: **moka** (`future::Cache`): concurrent (sharded, lock-free
 //! reads), TinyLFU admission (better hit ratios than LRU on skewed loads),
 //! per-entry expiry, eviction listeners, and `get_with`/`try_get_with` with
