@@ -106,6 +106,9 @@ pub(super) struct BytesQuery {
     no_length: u8,
     #[serde(default)]
     ignore_range: u8,
+    /// `no_etag=1`: no ETag, like a server with no validator to offer.
+    #[serde(default)]
+    no_etag: u8,
 }
 
 pub(super) async fn bytes(
@@ -168,7 +171,9 @@ pub(super) async fn bytes(
     if query.no_length == 0 {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if let Ok(value) = HeaderValue::from_str(&etag) {
+        if query.no_etag == 0
+            && let Ok(value) = HeaderValue::from_str(&etag)
+        {
             h.insert(header::ETAG, value);
         }
     }

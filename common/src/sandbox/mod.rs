@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `GET /delay/{ms}` | small JSON after `ms`; `?jitter_ms=J&seed=S` adds a seeded 0..=J |
-//! | `GET /bytes/{n}` | `n` deterministic bytes ([`pattern_byte`]); Content-Length, `Range` (206/416); `?chunk_size=`, `?chunk_delay_ms=`, `?fail_after=K` (cut the connection after K bytes), `?no_length=1` (chunked), `?ignore_range=1` |
+//! | `GET /bytes/{n}` | `n` deterministic bytes ([`pattern_byte`]); Content-Length, `Range` (206/416); `?chunk_size=`, `?chunk_delay_ms=`, `?fail_after=K` (cut the connection after K bytes), `?no_length=1` (chunked), `?ignore_range=1`; a strong ETag `"bytes-{n}"` and If-Range (`?no_etag=1` drops the ETag) |
 //! | `GET /status/{code}` | answers with that status; `?retry_after=S` adds Retry-After |
 //! | `GET /flaky` | `?fail_rate=&hang_rate=&hang_ms=&seed=&retry_after=`: seeded 500/503 and hung responses |
 //! | `GET /api/users/{name}` | a GitHub-like user; the sandbox's own rate limit answers 429 + Retry-After; `?malformed=1` sends broken JSON |
