@@ -459,3 +459,17 @@ async fn panics_in_every_callback_reach_the_caller_and_the_retrier_stays_usable(
     let ok = retry.run(|| async { Ok::<_, &str>(7) }).await.unwrap();
     assert_eq!(ok.value, 7);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_give_up_error_chains_to_the_last_operation_error() {
+    use std::error::Error as _;
+    let retry = Retry::new(policy(2, Jitter::None, None), |_: &std::io::Error| {
+        Decision::Retry
+    });
+    let err = retry
+        .run(|| async { Err::<(), _>(std::io::Error::other("disk on fire")) })
+        .await
+        .unwrap_err();
+    let source = err.source().expect("the last error is the source");
+    assert_eq!(source.to_string(), "disk on fire");
+}

@@ -81,30 +81,21 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
             bench::cache(args.count.unwrap_or(20_000_000), args.runs, &stop, story).await?;
         return Ok(Report::ok().figures(figures));
     }
+    let (size, acquire_timeout) = (args.pool_size, Duration::from_secs(10));
     let config = PoolConfig {
-        size: args.pool_size,
+        size,
         max_overflow: 0,
-        acquire_timeout: Duration::from_secs(10),
+        acquire_timeout,
     };
-    let db = Arc::new(db::open(
-        args.database_url.as_deref(),
-        config,
-        "async_cache_demo",
-        Args::NAME,
-    )?);
+    let url = args.database_url.as_deref();
+    let db = Arc::new(db::open(url, config, "async_cache_demo", Args::NAME)?);
     db.prepare(args.keys).await?;
     let count = args.count.unwrap_or(5000);
     let ids = Arc::new(workload::skewed_ids(count, args.keys, args.seed));
     let (concurrency, capacity, ttl) = (args.concurrency, args.capacity, args.ttl);
     if story {
-        println!(
-            "async-cache (seed 12): read-through cache over {}, {} rows",
-            db.backend, args.keys
-        );
-        println!(
-            "{} lookups by {concurrency} workers, skewed to low ids; capacity {capacity}, TTL {ttl:?}",
-            ids.len()
-        );
+        let cache = format!("capacity {capacity}, TTL {ttl:?}");
+        story::cache_opening(&db, args.keys, ids.len(), concurrency, &cache);
     }
     let direct = workload::lookups(&ids, concurrency, &stop, {
         let db = Arc::clone(&db);
@@ -126,17 +117,6 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     .await;
     db.drop_table().await?;
     db.pool.close(Duration::from_secs(5)).await;
-    let stats = cache.stats();
-    let speedup = direct.latency.mean.as_secs_f64() / cached.latency.mean.as_secs_f64().max(1e-12);
-    if story {
-        story::cache_summary(&direct, &cached, &stats, speedup);
-    }
-    let failed = direct.failed + cached.failed;
-    Ok(Report::ok()
-        .figures(serde_json::json!({
-            "backend": db.backend, "lookups": ids.len(), "concurrency": concurrency,
-            "direct": direct, "cached": cached, "cache": stats, "hit_ratio": stats.hit_ratio(),
-            "mean_speedup": speedup,
-        }))
-        .fail_if((failed > 0).then(|| format!("{failed} lookups failed (see the log)"))))
+    let (phases, stats) = ([direct, cached], cache.stats());
+    Ok(story::cache_report(&db, concurrency, phases, stats, story))
 }

@@ -111,25 +111,13 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     db.drop_table().await?;
     let before_close = db.pool.stats();
     let close = db.pool.close(Duration::from_secs(5)).await;
-    let after = db.pool.stats();
-    let qps = report.ok as f64 / report.elapsed_s.max(1e-9);
-    if story {
-        story::pool_summary(&report, &before_close, &close, &after);
-    }
-    let failure = (report.failed > 0).then(|| {
-        format!(
-            "{} of {} requests failed (see the log)",
-            report.failed,
-            report.ok + report.failed
-        )
-    });
-    Ok(Report::ok()
-        .figures(serde_json::json!({
-            "backend": db.backend, "concurrency": args.concurrency, "requests": requests,
-            "requests_ok": report.ok, "requests_failed": report.failed, "requests_skipped": report.skipped,
-            "run_s": report.elapsed_s, "requests_per_s": qps, "latency": report.latency,
-            "pool": before_close, "close": close,
-            "connections_created": after.created, "connections_closed": after.closed,
-        }))
-        .fail_if(failure))
+    let stats = [before_close, db.pool.stats()];
+    Ok(story::pool_report(
+        &db,
+        args.concurrency,
+        &report,
+        stats,
+        close,
+        story,
+    ))
 }

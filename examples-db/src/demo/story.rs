@@ -1,7 +1,8 @@
-//! Demo support: the human story the two binaries print at the end of a
-//! run (not under `--json`, where the same figures go in the envelope).
+//! Demo support: the human story the two binaries print (not under
+//! `--json`), and the figures of their envelope.
 
-use common::LatencySummary;
+use common::{LatencySummary, Report};
+use serde_json::json;
 
 use std::time::Duration;
 
@@ -28,9 +29,36 @@ pub fn pool_opening(db: &Database, rows: i64, concurrency: usize, requests: usiz
     );
 }
 
+/// What `connection-pool` ran, as the envelope's figures (failed if any
+/// request failed), printed first as its closing lines when `story`.
+pub fn pool_report(
+    db: &Database,
+    concurrency: usize,
+    report: &WorkloadReport,
+    [before_close, after]: [PoolStats; 2],
+    close: CloseReport,
+    story: bool,
+) -> Report {
+    if story {
+        pool_summary(report, &before_close, &close, &after);
+    }
+    let (ok, failed) = (report.ok, report.failed);
+    let failure =
+        (failed > 0).then(|| format!("{failed} of {} requests failed (see the log)", ok + failed));
+    Report::ok()
+        .figures(json!({
+            "backend": db.backend, "concurrency": concurrency, "requests": ok + failed + report.skipped,
+            "requests_ok": ok, "requests_failed": failed, "requests_skipped": report.skipped,
+            "run_s": report.elapsed_s, "requests_per_s": ok as f64 / report.elapsed_s.max(1e-9),
+            "latency": report.latency, "pool": before_close, "close": close,
+            "connections_created": after.created, "connections_closed": after.closed,
+        }))
+        .fail_if(failure)
+}
+
 /// `connection-pool`'s closing lines: the requests, their latency, the
 /// acquire waits and what the pool opened and closed.
-pub fn pool_summary(
+fn pool_summary(
     report: &WorkloadReport,
     before_close: &PoolStats,
     close: &CloseReport,
@@ -60,14 +88,42 @@ pub fn pool_summary(
     );
 }
 
+/// `async-cache`'s opening lines.
+pub fn cache_opening(db: &Database, keys: i64, lookups: usize, concurrency: usize, cache: &str) {
+    println!(
+        "async-cache (seed 12): read-through cache over {}, {keys} rows",
+        db.backend
+    );
+    println!("{lookups} lookups by {concurrency} workers, skewed to low ids; {cache}");
+}
+
+/// What `async-cache` ran, both phases, as the envelope's figures (failed
+/// if any lookup failed), printed first as its closing lines when `story`.
+pub fn cache_report(
+    db: &Database,
+    concurrency: usize,
+    [direct, cached]: [LookupReport; 2],
+    stats: CacheStats,
+    story: bool,
+) -> Report {
+    let speedup = direct.latency.mean.as_secs_f64() / cached.latency.mean.as_secs_f64().max(1e-12);
+    if story {
+        cache_summary(&direct, &cached, &stats, speedup);
+    }
+    let failed = direct.failed + cached.failed;
+    let lookups = direct.ok + direct.failed + direct.skipped;
+    Report::ok()
+        .figures(json!({
+            "backend": db.backend, "lookups": lookups, "concurrency": concurrency,
+            "direct": direct, "cached": cached, "hit_ratio": stats.hit_ratio(), "cache": stats,
+            "mean_speedup": speedup,
+        }))
+        .fail_if((failed > 0).then(|| format!("{failed} lookups failed (see the log)")))
+}
+
 /// `async-cache`'s closing lines: both phases, the cache's counters and
 /// the speed-up.
-pub fn cache_summary(
-    direct: &LookupReport,
-    cached: &LookupReport,
-    stats: &CacheStats,
-    speedup: f64,
-) {
+fn cache_summary(direct: &LookupReport, cached: &LookupReport, stats: &CacheStats, speedup: f64) {
     for (name, report) in [
         ("direct (pool + SELECT)", direct),
         ("through the cache", cached),
