@@ -60,6 +60,18 @@ pub struct OutputArgs {
     pub log_format: LogFormat,
 }
 
+impl OutputArgs {
+    /// One line of the human story: on stdout, or under `--json` (where
+    /// stdout is the envelope alone) in the log on stderr.
+    pub fn say(&self, line: impl std::fmt::Display) {
+        if self.json {
+            tracing::info!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
 /// Turns the result of a binary's `run()` into its exit code, printing an
 /// error as one line with its whole cause chain (`{err:#}`) on stderr.
 ///

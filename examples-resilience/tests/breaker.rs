@@ -648,3 +648,145 @@ async fn triggers_and_states_display_as_the_log_prints_them() {
         ]
     );
 }
+
+#[test]
+fn validate_rejects_each_broken_rule_alone_and_accepts_its_boundary() {
+    let rate = |threshold: f64, window: Duration, min_calls: u32| BreakerConfig {
+        failure_rate: Some(RateTrip {
+            threshold,
+            window,
+            min_calls,
+        }),
+        ..BreakerConfig::default()
+    };
+    let base = BreakerConfig::default();
+    let accepted = [
+        ("the default", base),
+        (
+            "rate only",
+            BreakerConfig {
+                consecutive_failures: None,
+                ..rate(0.5, secs(10), 5)
+            },
+        ),
+        ("threshold 1", rate(1.0, secs(10), 1)),
+        (
+            "growth 1, max == cool-down",
+            BreakerConfig {
+                cool_down_growth: 1.0,
+                ..config(3)
+            },
+        ),
+    ];
+    for (what, config) in accepted {
+        assert_eq!(config.validate(), Ok(()), "{what}");
+    }
+    let rejected = [
+        (
+            "no trip rule",
+            BreakerConfig {
+                consecutive_failures: None,
+                ..base
+            },
+        ),
+        ("zero consecutive", config(0)),
+        ("threshold 0", rate(0.0, secs(10), 5)),
+        ("threshold above 1", rate(1.01, secs(10), 5)),
+        ("threshold NaN", rate(f64::NAN, secs(10), 5)),
+        ("zero window", rate(0.5, Duration::ZERO, 5)),
+        ("zero min calls", rate(0.5, secs(10), 0)),
+        (
+            "zero probes",
+            BreakerConfig {
+                half_open_probes: 0,
+                ..base
+            },
+        ),
+        (
+            "zero successes",
+            BreakerConfig {
+                success_threshold: 0,
+                ..base
+            },
+        ),
+        (
+            "growth NaN",
+            BreakerConfig {
+                cool_down_growth: f64::NAN,
+                ..base
+            },
+        ),
+        (
+            "growth below 1",
+            BreakerConfig {
+                cool_down_growth: 0.99,
+                ..base
+            },
+        ),
+        (
+            "max below cool-down",
+            BreakerConfig {
+                max_cool_down: secs(29),
+                ..base
+            },
+        ),
+    ];
+    for (what, config) in rejected {
+        assert!(config.validate().is_err(), "{what} was accepted");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_forgets_the_failures_that_opened_the_circuit() {
+    let rate = RateTrip {
+        threshold: 0.5,
+        window: secs(600),
+        min_calls: 4,
+    };
+    let cfg = BreakerConfig {
+        consecutive_failures: None,
+        failure_rate: Some(rate),
+        ..config(1)
+    };
+    let breaker = CircuitBreaker::new(cfg).unwrap();
+    for _ in 0..4 {
+        fail(&breaker).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Open);
+    time::advance(secs(31)).await;
+    succeed(&breaker).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    // Still inside the 600 s window, but a closed circuit starts afresh.
+    assert_eq!(breaker.metrics().1, (0, 0));
+    for _ in 0..3 {
+        fail(&breaker).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Closed, "3 calls: below min_calls");
+}
+
+/// An operation error with a cause of its own.
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outer")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn a_call_error_reads_as_its_cause_and_chains_past_it() {
+    use std::error::Error as _;
+    let failed: CallError<Outer> = CallError::Failed(Outer(std::io::Error::other("inner")));
+    assert_eq!(failed.to_string(), "outer");
+    assert_eq!(failed.source().unwrap().to_string(), "inner");
+    let open: CallError<Outer> = CallError::Open(CircuitOpen { retry_in: secs(3) });
+    assert_eq!(open.to_string(), "circuit open; retry in 3s");
+    assert!(open.source().is_none());
+}

@@ -473,3 +473,12 @@ async fn the_give_up_error_chains_to_the_last_operation_error() {
     let source = err.source().expect("the last error is the source");
     assert_eq!(source.to_string(), "disk on fire");
 }
+
+#[test]
+fn the_policy_in_use_is_the_one_given() {
+    let given = policy(4, Jitter::Full, Some(ms(2500)));
+    let retry = Retry::new(given, always(Decision::Retry));
+    assert_eq!(retry.policy().max_attempts, 4);
+    assert_eq!(retry.policy().deadline, Some(ms(2500)));
+    assert_eq!(retry.policy().backoff.max_delay, ms(1000));
+}

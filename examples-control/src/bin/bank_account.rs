@@ -78,19 +78,21 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         let (figures, failure) = race_story::demo_race(print).await;
         return Ok(Report::ok().figures(figures).fail_if(failure));
     }
+    // Defaults: (tasks, operations, runs) for the demo and for --bench.
+    let (concurrency, ops, runs) = if args.bench {
+        (100, 1_000_000, 3)
+    } else {
+        (10, 50, 1)
+    };
     let workload = Workload {
-        concurrency: args
-            .concurrency
-            .unwrap_or(if args.bench { 100 } else { 10 }),
-        ops: args
-            .count
-            .unwrap_or(if args.bench { 1_000_000 } else { 50 }),
+        concurrency: args.concurrency.unwrap_or(concurrency),
+        ops: args.count.unwrap_or(ops),
         accounts: args.accounts,
         max_amount: args.max_amount_cents,
         mix: Mix::Mixed,
         seed: args.seed,
     };
-    let runs = args.runs.unwrap_or(if args.bench { 3 } else { 1 });
+    let runs = args.runs.unwrap_or(runs);
     let opening = Cents(args.opening_cents);
     if print {
         println!(
@@ -107,21 +109,17 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     };
     // Ctrl-C / SIGTERM: tasks stop between operations; the ledger is still checked.
     let rows = bank_story::run(args.design, plan, &stop).await?;
-    if print && stop.is_cancelled() {
-        println!(
-            "\ninterrupted: tasks stopped between operations; the ledgers above were still verified"
-        );
-    } else if print && !args.bench {
+    let interrupted = stop.is_cancelled();
+    if print && !interrupted && !args.bench {
         // The typed refusal, as a caller sees it.
         let too_much = Cents(args.opening_cents.saturating_add(1));
         let refused = StdMutexBank::new(&[opening]).withdraw_now(0, too_much);
         if let Err(err @ BankError::InsufficientFunds(_)) = refused {
             println!("\nwithdrawing {too_much} from account 0: Err(InsufficientFunds): {err}");
         }
-        println!(
-            "every design: total after = total before + deposited - withdrawn, and the log replays to the balances"
-        );
-        println!("try --demo-race to see what a split check-and-act does, --bench for throughput");
+    }
+    if print {
+        bank_story::closing(interrupted, args.bench);
     }
     let mode = if args.bench { "bench" } else { "demo" };
     Ok(Report::ok().figures(

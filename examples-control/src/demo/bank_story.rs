@@ -133,3 +133,17 @@ async fn exercise<B: Bank>(
     }
     Ok(row)
 }
+
+/// The demo's last lines: what was checked, or why it stopped early.
+pub fn closing(interrupted: bool, bench: bool) {
+    if interrupted {
+        println!(
+            "\ninterrupted: tasks stopped between operations; the ledgers above were still verified"
+        );
+    } else if !bench {
+        println!(
+            "every design: total after = total before + deposited - withdrawn, and the log replays to the balances"
+        );
+        println!("try --demo-race to see what a split check-and-act does, --bench for throughput");
+    }
+}

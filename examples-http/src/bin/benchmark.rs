@@ -1,36 +1,29 @@
 //! `benchmark`: sequential vs concurrent, as a concurrency sweep (seed Example 13).
 //!
 //! ```text
-//! cargo run --bin benchmark
-//! cargo run --release --bin benchmark -- --latency 0s --concurrency 1,16,64 --count 100000 --runs 3
-//! cargo run --release --bin benchmark -- --url http://127.0.0.1/index.html --concurrency 64 --count 200000
-//! cargo run --bin benchmark -- --rate 400 --concurrency 4 --count 400    # coordinated omission
 //! cargo run --bin benchmark -- --svg target/sweep.svg
+//! cargo run --release --bin benchmark -- --latency 0s --concurrency 1,16,64 --count 100000 --runs 3
+//! cargo run --bin benchmark -- --rate 400 --concurrency 4 --count 400    # coordinated omission
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use common::{Example, Report, args};
 use examples_http::bench::{Control, SweepConfig, http_get, open_loop, sweep};
-use examples_http::demo::{bench_report as story, chart::sweep_svg};
+use examples_http::demo::bench_report as story;
 use examples_http::fetch::parse_http_url;
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
-/// Measures one reused HTTP client against the in-process sandbox (given
-/// latency and jitter) or a real URL: warm-up, then for each concurrency
-/// setting `--runs` closed-loop rounds, with successful requests/s, latency
-/// p50/p90/p99/max and the speedup beside its ideal. Failed requests are
-/// counted apart (by kind) and never enter throughput or latency; the exit
-/// code is 1 when their rate passes --max-error-rate. `--rate` switches to
-/// an open loop (fixed schedule, latency from the intended start) to show
-/// coordinated omission. Ports seed Example 13 (sequential vs gather).
+/// Seed Example 13 (sequential vs gather), as a sweep: one reused client
+/// against the in-process sandbox or a URL, `--runs` closed-loop rounds per
+/// concurrency, successful requests/s, p50/p90/p99/max and the ideal
+/// speed-up. Errors are counted apart (exit 1 past --max-error-rate).
+/// `--rate`: an open loop, to show coordinated omission.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -99,61 +92,35 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
-    let (_sandbox, url, target) = match &args.url {
-        Some(url) => (None, url.clone(), url.to_string()),
-        None => story::sandbox_target(args.latency, args.jitter).await?,
-    };
+    let (max, story) = (args.max_error_rate, !args.output.json);
+    let (latency, jitter) = (args.latency, args.jitter);
+    let (_sandbox, url, out) = story::target(args.url.clone(), latency, jitter, max, story).await?;
     // One client, one connection pool, keep-alive: what a service would do.
-    let body_bytes = Arc::new(AtomicU64::new(0));
-    let op = Arc::new(http_get(
-        reqwest::Client::builder().build()?,
-        url,
-        body_bytes.clone(),
-    ));
+    let client = reqwest::Client::builder().build()?;
+    let op = Arc::new(http_get(client, url, out.body_bytes.clone()));
     let control = Control {
         timeout: Some(args.timeout),
         stop,
     };
-    let json = args.output.json;
-
     if let Some(rate) = args.rate {
         let cap = args.concurrency.first().copied().unwrap_or(1000);
         let count = args.duration.map_or(args.count, |d| {
             (rate * d.as_secs_f64()).ceil().max(1.0) as u64
         });
-        let run = open_loop(op, rate, count, cap, &control).await;
-        if !json {
-            story::print_open_loop(&target, cap, &run);
-        }
-        let max = args.max_error_rate;
-        return Ok(story::open_loop_report(target, cap, &body_bytes, run, max));
+        return Ok(out.open_loop(cap, open_loop(op, rate, count, cap, &control).await));
     }
+    let swept = Some(args.concurrency.clone()).filter(|c| !c.is_empty());
+    let concurrency = swept.unwrap_or_else(|| vec![1, 4, 16, 64]);
+    let (requests, rounds, warmup) = (args.count, args.runs, args.warmup);
     let config = SweepConfig {
-        concurrency: match args.concurrency.is_empty() {
-            true => vec![1, 4, 16, 64],
-            false => args.concurrency.clone(),
-        },
-        requests: args.count,
-        rounds: args.runs,
-        warmup: args.warmup,
+        concurrency,
+        requests,
+        rounds,
+        warmup,
     };
     let points = sweep(op, &config, &control).await;
     if let Some(path) = &args.svg {
-        std::fs::write(
-            path,
-            sweep_svg(&points, &format!("HTTP benchmark: {target}")),
-        )
-        .with_context(|| format!("write {}", path.display()))?;
+        out.write_chart(path, &points)?;
     }
-    if !json {
-        story::print_sweep(&target, &config, &points);
-    }
-    let max = args.max_error_rate;
-    Ok(story::sweep_report(
-        target,
-        &config,
-        &body_bytes,
-        points,
-        max,
-    ))
+    Ok(out.sweep(&config, points))
 }

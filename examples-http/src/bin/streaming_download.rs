@@ -103,26 +103,10 @@ fn main() -> ExitCode {
 
 async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     let watch = Stopwatch::start();
-    // The demo: a sandbox and a temporary directory, both dropped at the end.
-    let (demo, files, temp) = if args.urls.is_empty() {
-        let (sandbox, files) = story::demo_files(args.size, args.chunk_delay).await?;
-        (Some(sandbox), files, Some(tempfile::tempdir()?))
-    } else {
-        let digests = args
-            .sha256
-            .iter()
-            .cloned()
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        (None, args.urls.iter().cloned().zip(digests).collect(), None)
-    };
-    let dir = match (&args.output_dir, &temp) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(temp)) => temp.path().to_path_buf(),
-        (None, None) => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
-    let jobs = story::jobs(files, &dir, args.output.as_deref())?;
+    // The demo's sandbox and temporary directory live until the end.
+    let paths = [args.output_dir.as_deref(), args.output.as_deref()];
+    let (urls, digests) = (&args.urls, &args.sha256);
+    let (staging, jobs) = story::plan(urls, digests, paths, args.size, args.chunk_delay).await?;
     let client = reqwest::Client::builder().build()?;
     let options = |job: &story::Job| DownloadOptions {
         idle_timeout: args.timeout,
@@ -135,11 +119,7 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         max_size: Some(args.max_size.unwrap_or(args.size.unwrap_or(0).max(1 << 30))),
     };
     let outcomes = story::download_all(&client, &jobs, args.concurrency, options, &stop).await;
-    drop(demo);
-    Ok(story::report(
-        &jobs,
-        &outcomes,
-        watch.elapsed(),
-        args.report.json,
-    ))
+    drop(staging);
+    let json = args.report.json;
+    Ok(story::report(&jobs, &outcomes, watch.elapsed(), json))
 }

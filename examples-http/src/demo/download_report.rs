@@ -58,6 +58,46 @@ pub async fn demo_files(
     Ok((sandbox, files))
 }
 
+/// What keeps a demo run's files available: the sandbox serving them and
+/// the temporary directory they land in. Dropped at the end of the run.
+pub struct Staging {
+    _sandbox: Option<Sandbox>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// What a run downloads, and where: every `urls` entry (with its `sha256`,
+/// in order) into `output_dir` (default: the current directory) or to
+/// `output`; with no URL, the demo's files (`size`, `chunk_delay`) from an
+/// in-process sandbox into a new temporary directory (or `output_dir`).
+pub async fn plan(
+    urls: &[Url],
+    sha256: &[String],
+    [output_dir, output]: [Option<&Path>; 2],
+    size: Option<u64>,
+    chunk_delay: Option<Duration>,
+) -> anyhow::Result<(Staging, Vec<Job>)> {
+    let (sandbox, files, temp) = if urls.is_empty() {
+        let (sandbox, files) = demo_files(size, chunk_delay).await?;
+        (Some(sandbox), files, Some(tempfile::tempdir()?))
+    } else {
+        let digests = sha256.iter().cloned().map(Some);
+        let digests = digests.chain(std::iter::repeat(None));
+        (None, urls.iter().cloned().zip(digests).collect(), None)
+    };
+    let dir = match (output_dir, &temp) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(temp)) => temp.path().to_path_buf(),
+        (None, None) => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
+    let jobs = jobs(files, &dir, output)?;
+    let staging = Staging {
+        _sandbox: sandbox,
+        _temp: temp,
+    };
+    Ok((staging, jobs))
+}
+
 /// Pairs URLs with destinations; two URLs with one destination is a usage error.
 pub fn jobs(
     files: Vec<(Url, Option<String>)>,

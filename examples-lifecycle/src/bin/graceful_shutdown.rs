@@ -15,7 +15,7 @@ use clap::Parser;
 use common::args;
 use common::driver::{Example, Report};
 use examples_lifecycle::demo::load::{self, DemoLoad, LoadConfig};
-use examples_lifecycle::jobs::{JobService, JobsConfig, Journal};
+use examples_lifecycle::jobs::{JobService, JobsConfig};
 use examples_lifecycle::shutdown;
 use tokio_util::sync::CancellationToken;
 
@@ -82,16 +82,8 @@ fn main() -> ExitCode {
 
 async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
     let json = args.output.json;
-    // Kept alive until the end of run(): dropping it deletes the temp journal
-    // (a forced exit on a second signal leaves it; it is in the temp dir).
-    let temp = tempfile::tempdir().context("create a temp dir for the journal")?;
-    let journal_path = args
-        .journal
-        .clone()
-        .unwrap_or_else(|| temp.path().join("journal.jsonl"));
-    let journal = Journal::open(&journal_path)
-        .await
-        .with_context(|| format!("open journal {}", journal_path.display()))?;
+    // Kept alive until the end of run(): dropping it deletes a temp journal.
+    let (_temp, journal_path, journal) = load::open_journal(args.journal.clone()).await?;
     let config = JobsConfig {
         workers: args.concurrency,
         queue_capacity: args.queue,
@@ -108,11 +100,9 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         tracing::warn!(job = id, "--stuck-job: job {id} will never finish");
     }
     // Stdout in story mode (scripts and tests wait for this line).
-    let banner = format!("listening on {base} (journal {})", journal_path.display());
-    match json {
-        true => tracing::info!("{banner}"),
-        false => println!("{banner}"),
-    }
+    let journal_path = journal_path.display();
+    args.output
+        .say(format!("listening on {base} (journal {journal_path})"));
 
     // Demo: clients load the service, and we "send ourselves a signal" mid-load.
     let shutdown = stop.child_token();
@@ -124,12 +114,7 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         };
         DemoLoad::start(&base, config, args.duration, shutdown.clone())
     });
-    let on_phase = |phase: &shutdown::Phase| {
-        if !json {
-            println!("{phase}");
-        }
-        tracing::info!("{phase}");
-    };
+    let on_phase = |phase: &shutdown::Phase| args.output.say(phase);
     let report = shutdown::serve_until(
         listener,
         service,
@@ -138,19 +123,5 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         on_phase,
     )
     .await?;
-    let seen = match load {
-        Some(load) => Some(load.finish().await?),
-        None => None,
-    };
-    if let (Some(seen), false) = (&seen, json) {
-        println!("{seen}");
-    }
-    let failure = load::failure(&report, seen.as_ref());
-    if failure.is_none() && !json {
-        println!("shutdown complete: every accepted request answered, every accepted job finished");
-    }
-    Ok(Report::ok()
-        .figure("shutdown", &report)
-        .figure("load", &seen)
-        .fail_if(failure))
+    load::outcome(report, load, !json).await
 }

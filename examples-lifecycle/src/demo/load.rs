@@ -15,15 +15,18 @@
 //! by counting on both sides: answers the server produced must equal answers
 //! the clients received, to the request.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{LatencyRecorder, LatencySummary, Stopwatch};
+use anyhow::Context;
+use common::{LatencyRecorder, LatencySummary, Report, Stopwatch};
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{JobRequest, JobResult};
+use crate::jobs::{JobRequest, JobResult, Journal};
+use crate::shutdown::ShutdownReport;
 
 /// Load shape.
 #[derive(Debug, Clone)]
@@ -188,12 +191,47 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
+/// The demo's journal: `path`, or else a file in a new temp dir, which
+/// the caller keeps alive until the end (dropping it deletes the journal;
+/// a forced exit on a second signal leaves it, in the temp dir).
+pub async fn open_journal(
+    path: Option<PathBuf>,
+) -> anyhow::Result<(tempfile::TempDir, PathBuf, Journal)> {
+    let temp = tempfile::tempdir().context("create a temp dir for the journal")?;
+    let path = path.unwrap_or_else(|| temp.path().join("journal.jsonl"));
+    let journal = Journal::open(&path)
+        .await
+        .with_context(|| format!("open journal {}", path.display()))?;
+    Ok((temp, path, journal))
+}
+
+/// The run's envelope: the shutdown report and, after the demo's clients
+/// stop, what they saw; failed as [`failure`] says. Printed when `story`.
+pub async fn outcome(
+    report: ShutdownReport,
+    load: Option<DemoLoad>,
+    story: bool,
+) -> anyhow::Result<Report> {
+    let seen = match load {
+        Some(load) => Some(load.finish().await?),
+        None => None,
+    };
+    if let (Some(seen), true) = (&seen, story) {
+        println!("{seen}");
+    }
+    let failure = failure(&report, seen.as_ref());
+    if failure.is_none() && story {
+        println!("shutdown complete: every accepted request answered, every accepted job finished");
+    }
+    Ok(Report::ok()
+        .figure("shutdown", &report)
+        .figure("load", &seen)
+        .fail_if(failure))
+}
+
 /// Why the demo run failed, if it did: the drain deadline expired, the
 /// journal did not close, or a client saw an accepted request broken.
-pub fn failure(
-    report: &crate::shutdown::ShutdownReport,
-    seen: Option<&LoadReport>,
-) -> Option<String> {
+pub fn failure(report: &ShutdownReport, seen: Option<&LoadReport>) -> Option<String> {
     report
         .deadline_error()
         .or_else(|| {

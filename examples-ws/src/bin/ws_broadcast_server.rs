@@ -68,11 +68,7 @@ async fn run(args: Args, stop: CancellationToken) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let hub = Hub::new(config);
-    let say = |line: String| {
-        if !args.output.json {
-            println!("{line}");
-        }
-    };
+    let say = |line: String| args.output.say(line);
     // The harness installed the signal handlers: a SIGTERM right after this
     // banner is a clean stop.
     say(format!("listening on http://{local}"));
