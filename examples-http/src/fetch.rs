@@ -78,8 +78,6 @@
 //! cargo test -p examples-http --test fetch
 //! ```
 
-pub mod demo;
-
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;

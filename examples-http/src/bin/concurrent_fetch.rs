@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use common::{Example, Report, UsageError, args};
-use examples_http::fetch::demo::{self, Demo};
+use examples_http::demo::fetch::{self as demo, Demo};
 use examples_http::fetch::{self, Concurrency, Limits, fetch_url};
 use tokio_util::sync::CancellationToken;
 

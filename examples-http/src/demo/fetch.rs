@@ -1,7 +1,7 @@
 //! Demo support for `concurrent-fetch`, **not a pattern**: the sandbox URL
 //! sets and the printed story (table, timings, speedup) with its `--json`
-//! figures. The pattern is the parent module, [`fan_out`](super::fan_out)
-//! and [`fetch_url`](super::fetch_url).
+//! figures. The pattern is [`crate::fetch`]: [`fan_out`](crate::fetch::fan_out)
+//! and [`fetch_url`](crate::fetch::fetch_url).
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use anyhow::Context;
 use common::{Report, Sandbox, SandboxConfig, Stopwatch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Concurrency, FetchResult, ROW_HEADER, fan_out_until};
+use crate::fetch::{Concurrency, FetchResult, ROW_HEADER, fan_out_until};
 
 /// The paths `--demo-failures` plants among the demo URLs, one per kind of
 /// per-URL error: a 503, a body cut mid-way, a status line that is not
