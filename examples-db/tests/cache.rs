@@ -413,3 +413,47 @@ fn the_hit_ratio_is_hits_over_lookups() {
     assert_eq!((stats.hits, stats.misses), (3, 1));
     assert_eq!(stats.hit_ratio(), 0.75);
 }
+
+/// A loader may wait on another task's load of a different key: only a
+/// load this task leads is re-entrant (flight ids tell loads apart).
+#[tokio::test(start_paused = true)]
+async fn a_loader_may_follow_another_tasks_load_of_another_key() {
+    let cache = Arc::new(cache(10, 60));
+    let release = Arc::new(Notify::new());
+    // Task A leads the load of "b" and holds it until released.
+    let leader = {
+        let (cache, release) = (Arc::clone(&cache), Arc::clone(&release));
+        tokio::spawn(async move {
+            cache
+                .get_or_load(key("b"), || async move {
+                    release.notified().await;
+                    Ok::<_, LoadFailed>(key("from A"))
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(cache.stats().loads, 1, "A leads the load of b");
+    // Task B leads "a", and its loader follows A's load of "b".
+    let follower = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move {
+            let inner = Arc::clone(&cache);
+            cache
+                .get_or_load(key("a"), || async move {
+                    let b = inner
+                        .get_or_load(key("b"), || async { Ok::<_, LoadFailed>(key("from B")) })
+                        .await
+                        .map_err(|_| LoadFailed)?;
+                    Ok::<_, LoadFailed>(format!("a after {b}"))
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    release.notify_one();
+    assert_eq!(leader.await.unwrap().unwrap(), "from A");
+    let a = follower.await.unwrap().expect("not a re-entrant load");
+    assert_eq!(a, "a after from A");
+    assert_eq!(cache.stats().coalesced, 1);
+}
