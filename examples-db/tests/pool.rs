@@ -131,6 +131,21 @@ async fn a_dropped_connection_goes_back_to_the_idle_list() {
     assert_eq!(pool.stats().created, 1);
 }
 
+/// A connection the caller knows is broken is closed, not returned: its
+/// slot is freed and the next checkout opens a fresh one.
+#[tokio::test(start_paused = true)]
+async fn a_discarded_connection_is_closed_and_replaced() {
+    let pool = pool(1, 0, 1_000);
+    let conn = pool.get().await.expect("a connection");
+    assert_eq!(conn.id, 1);
+    conn.discard();
+    let stats = pool.stats();
+    assert_eq!((stats.idle, stats.in_use, stats.closed), (0, 0, 1));
+    let fresh = pool.get().await.expect("the slot was freed");
+    assert_eq!(fresh.id, 2, "a new connection, not the discarded one");
+    assert_eq!(pool.stats().created, 2);
+}
+
 /// `fill` opens exactly `size` connections up front.
 #[tokio::test(start_paused = true)]
 async fn fill_opens_size_connections_and_leaves_them_idle() {
