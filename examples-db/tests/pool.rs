@@ -146,6 +146,32 @@ async fn a_discarded_connection_is_closed_and_replaced() {
     assert_eq!(pool.stats().created, 2);
 }
 
+/// A slow-path wait is measured as long as it was (waits up to an hour
+/// are tracked exactly), and the stats print as one progress line.
+#[tokio::test(start_paused = true)]
+async fn a_long_wait_is_measured_in_full_and_printed() {
+    let pool = Arc::new(pool(1, 0, 60_000));
+    let held = pool.get().await.expect("a connection");
+    assert!(format!("{held:?}").starts_with("PooledConnection { reusable: true"));
+    let waiter = tokio::spawn({
+        let pool = Arc::clone(&pool);
+        async move { pool.get().await.map(|conn| conn.id) }
+    });
+    settle(|| pool.stats().waiting == 1).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    drop(held);
+    assert_eq!(waiter.await.unwrap().expect("served"), 1);
+    let stats = pool.stats();
+    assert!(stats.wait.max >= Duration::from_secs(5), "{:?}", stats.wait);
+    let line = stats.to_string();
+    assert!(
+        line.starts_with("idle   1  in use   0/1+0  waiting   0  created    1"),
+        "{line}"
+    );
+    let p99_ms: f64 = line.rsplit(' ').nth(1).unwrap().parse().unwrap();
+    assert!((5000.0..5010.0).contains(&p99_ms), "{line}");
+}
+
 /// `fill` opens exactly `size` connections up front.
 #[tokio::test(start_paused = true)]
 async fn fill_opens_size_connections_and_leaves_them_idle() {
