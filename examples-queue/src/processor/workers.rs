@@ -181,6 +181,9 @@ pub(super) async fn monitor<H: Handler>(
     ticker.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
+            // Stop first: once the run is over (or dropped), no tick that
+            // is also due may call `on_snapshot` again.
+            biased;
             () = stop.cancelled() => return panics,
             _ = ticker.tick() => {}
         }
