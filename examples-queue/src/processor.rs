@@ -59,7 +59,6 @@ use crate::priority_queue::{PriorityQueue, QueueStats};
 
 mod workers;
 
-pub use workers::SimulatedWork;
 pub(crate) use workers::panic_message;
 use workers::{consume, monitor, produce};
 

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use examples_queue::processor::{self, Config, Handler, SimulatedWork, Snapshot, Task};
+use examples_queue::demo::SimulatedWork;
+use examples_queue::processor::{self, Config, Handler, Snapshot, Task};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(30);

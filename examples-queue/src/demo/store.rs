@@ -18,8 +18,9 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::SimulatedWork;
 use crate::durable::{self, Counts, Job, Options, Store};
-use crate::processor::{self, Config, Handler as _, LEVELS, SimulatedWork, Task};
+use crate::processor::{self, Config, Handler as _, LEVELS, Task};
 
 /// `--count`'s default: 400 tasks; 1,000,000 for the in-process `--bench`;
 /// 2,000 for the store benchmark.

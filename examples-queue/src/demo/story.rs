@@ -9,7 +9,8 @@ use common::LatencySummary;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::processor::{self, Config, LEVELS, Report, SimulatedWork, Snapshot};
+use super::SimulatedWork;
+use crate::processor::{self, Config, LEVELS, Report, Snapshot};
 
 /// The longest `--processing` time accepted.
 pub const MAX_PROCESSING: Duration = Duration::from_secs(3600);

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::{Example, Report, args};
+use examples_queue::demo::SimulatedWork;
 use examples_queue::demo::{bench, store, story};
-use examples_queue::processor::{Config, SimulatedWork};
+use examples_queue::processor::Config;
 use tokio_util::sync::CancellationToken;
 
 const HOUR: Duration = Duration::from_secs(3600);
