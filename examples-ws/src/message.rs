@@ -59,6 +59,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn now_ms_is_the_wall_clock_in_milliseconds() {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let now = now_ms();
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert!(u128::from(now) >= before.as_millis() && u128::from(now) <= after.as_millis());
+    }
+
+    #[test]
     fn names_are_short_url_safe_words() {
         for good in ["general", "room-1", "a_b.c", &"x".repeat(64)] {
             assert!(is_valid_name(good), "{good}");

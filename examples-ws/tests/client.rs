@@ -871,3 +871,86 @@ async fn events_recv_cancelled_at_every_await_loses_nothing() {
     assert_eq!(seen.len(), 3, "each event once: {seen:?}");
     assert_eq!(events.lock().await.connection(), Some(1));
 }
+
+#[test]
+fn a_reset_schedule_starts_over_from_the_first_delay() {
+    let backoff = Backoff {
+        base: ms(100),
+        factor: 2.0,
+        max_delay: ms(1000),
+        jitter: common::backoff::Jitter::None,
+    };
+    let mut schedule = ReconnectSchedule::new(backoff, 1);
+    let climbed: Vec<_> = (0..3).map(|_| schedule.next_delay()).collect();
+    assert_eq!(climbed, [ms(100), ms(200), ms(400)]);
+    schedule.reset();
+    assert_eq!(schedule.next_delay(), ms(100), "after a healthy connection");
+}
+
+#[test]
+fn events_read_as_one_line_each() {
+    let cases = [
+        (
+            Event::Connected { connection: 2 },
+            "connected (connection 2)",
+        ),
+        (Event::Message("hi".into()), "  <- hi"),
+        (Event::Binary(vec![0u8; 3].into()), "  <- 3 bytes"),
+        (
+            Event::ConnectFailed {
+                error: "refused".into(),
+            },
+            "connect failed: refused",
+        ),
+        (
+            Event::Reconnecting {
+                attempt: 1,
+                delay: ms(84),
+            },
+            "reconnecting in 84 ms (attempt 1)",
+        ),
+        (
+            Event::GaveUp { attempts: 4 },
+            "gave up after 4 reconnect attempts",
+        ),
+    ];
+    for (event, line) in cases {
+        assert_eq!(event.to_string(), line);
+    }
+    let gone = Event::Disconnected {
+        reason: Disconnect::Failed("reset".into()),
+    };
+    assert!(gone.to_string().starts_with("disconnected: "), "{gone}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_a_stream_that_tracks_the_connection() {
+    let (_client, mut events, _servers) = start(&[true], config());
+    // Through `Stream::next`, as a `select!` loop or a combinator reads it.
+    let first = time::timeout(ms(1000), events.next()).await.unwrap();
+    assert_eq!(first, Some(Event::Connected { connection: 1 }));
+    assert_eq!(events.connection(), Some(1));
+}
+
+/// A connector that panics: a bug in the transport, not a network fault.
+struct Panicking;
+
+impl Connect for Panicking {
+    type Io = DuplexStream;
+
+    async fn connect(&mut self) -> Result<WebSocketStream<DuplexStream>, WsError> {
+        panic!("connector bug");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_client_task_reaches_the_caller_of_close() {
+    use futures::FutureExt as _;
+    let (client, _events) = Client::spawn(Panicking, config(), |_| Vec::new());
+    time::sleep(ms(10)).await; // the task runs, and panics
+    let closed = std::panic::AssertUnwindSafe(client.close())
+        .catch_unwind()
+        .await;
+    let panic = closed.expect_err("the panic is surfaced, not hidden");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"connector bug"));
+}
