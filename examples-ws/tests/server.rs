@@ -3,6 +3,10 @@
 //! Real time with generous timeouts (a paused clock would jump while the OS
 //! moves bytes); assertions are on outcomes (what arrived, in which order,
 //! which close code), never on durations.
+//!
+//! Equivalent mutants (cargo mutants on `src/server/mod.rs`):
+//! - `if !drained` in `serve` -> `if drained`: it only chooses whether the
+//!   "drain timed out" warning is logged; the report's `drained` is the same.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -593,4 +597,45 @@ async fn serve_dropped_at_every_await_leaves_no_connection_or_listener_behind() 
     )
     .await;
     assert!(polls > 1);
+}
+
+/// An in-process source publishes through the hub: to a channel that has
+/// subscribers, with the next sequence number; to any other, nothing.
+#[tokio::test]
+async fn the_hub_publishes_in_process_messages_with_their_sequence() {
+    let server = start(quiet()).await;
+    let mut ws = join(server.addr, "/ws/news").await;
+    eventually("1 open", || server.hub.stats().open == 1).await;
+    assert_eq!(server.hub.publish("nowhere", "app", "lost"), None);
+    let first = server
+        .hub
+        .publish("news", "app", "one")
+        .expect("news exists");
+    let second = server
+        .hub
+        .publish("news", "app", "two")
+        .expect("news exists");
+    assert_eq!(second, first + 1);
+    for (seq, text) in [(first, "one"), (second, "two")] {
+        let message = next_chat(&mut ws).await;
+        assert_eq!((message.seq, message.from.as_str()), (seq, "app"));
+        assert_eq!(message.text, text);
+    }
+    assert!(
+        format!("{:?}", server.hub).contains("Registry { channels: 1 }"),
+        "{:?}",
+        server.hub
+    );
+}
+
+/// `shutdown_now` closes every client with 1001 without `serve`'s own
+/// shutdown future (an owner that drives the router itself needs it).
+#[tokio::test]
+async fn shutdown_now_closes_every_client_with_1001() {
+    let server = start(quiet()).await;
+    let mut ws = join(server.addr, "/ws/a").await;
+    eventually("1 open", || server.hub.stats().open == 1).await;
+    server.hub.shutdown_now();
+    assert_eq!(close_code(&mut ws).await, 1001);
+    eventually("0 open", || server.hub.stats().open == 0).await;
 }
