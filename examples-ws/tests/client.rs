@@ -671,6 +671,22 @@ async fn connections_that_carried_nothing_still_use_up_the_retries() {
     );
 }
 
+/// A peer that is never reached: the give-up error says why, from the
+/// last failed connect.
+#[tokio::test(start_paused = true)]
+async fn giving_up_on_a_peer_never_reached_reports_the_connect_error() {
+    let config = ClientConfig {
+        max_attempts: 2,
+        ..config()
+    };
+    let (client, mut events, _received) = start_peers(&[], Peer::Refuse, config);
+    let outcome = deliver(&client, &mut events, "m", &delivery()).await;
+    assert!(
+        matches!(&outcome, Err(DeliveryError::GaveUp { attempts: 2, last_error }) if last_error.to_lowercase().contains("refused")),
+        "{outcome:?}"
+    );
+}
+
 // ---- panics, URLs, cancellation ----
 
 /// A panic in the on-connect hook fails that connection, is reported, and

@@ -7,6 +7,11 @@
 //! Equivalent mutants (cargo mutants on `src/server/mod.rs`):
 //! - `if !drained` in `serve` -> `if drained`: it only chooses whether the
 //!   "drain timed out" warning is logged; the report's `drained` is the same.
+//! - `!bus.wait_subscribed(..)` in `join` -> without `!`: the same wait,
+//!   only the "not confirmed" warning changes.
+//! - `read_buffer_size(4 * 1024)` -> `4 + 1024` or `4 / 1024`: a memory
+//!   knob (tungstenite grows its buffer as a frame needs); what arrives is
+//!   the same. Its figure is the perf suite's 5,000-idle-connections RSS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -638,4 +643,26 @@ async fn shutdown_now_closes_every_client_with_1001() {
     server.hub.shutdown_now();
     assert_eq!(close_code(&mut ws).await, 1001);
     eventually("0 open", || server.hub.stats().open == 0).await;
+}
+
+/// A plain HTTP request to a WebSocket URL (what the chat page sends to
+/// learn why a handshake failed) is told the truth: 426 while there is
+/// room, 503 "server full" once every connection slot is taken.
+#[tokio::test]
+async fn a_plain_request_learns_whether_the_server_is_full() {
+    let server = start(ServerConfig {
+        max_clients: 1,
+        ..quiet()
+    })
+    .await;
+    common::init_crypto();
+    let url = format!("http://{}/ws/room", server.addr);
+    let plain = || async {
+        let response = reqwest::get(&url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(plain().await.0, 426, "room for one");
+    let _one = join(server.addr, "/ws/room").await;
+    eventually("1 open", || server.hub.stats().open == 1).await;
+    assert_eq!(plain().await, (503, "server full".to_owned()));
 }
