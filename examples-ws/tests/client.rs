@@ -5,6 +5,12 @@
 //! when every task waits on a timer: delays and deadlines are exact, and the
 //! tests take milliseconds. (Real sockets would let the paused clock jump
 //! while the OS works; see DEPENDENCIES.md, pitfall 5.)
+//!
+//! Equivalent mutants (cargo mutants on `src/client/delivery.rs`):
+//! - `Some(earlier) if earlier < connection` in `Client::deliver` -> `<=`
+//!   or `true`: connection numbers only grow, and `carrier` only holds a
+//!   connection whose `Connected` event was already read, so the equal case
+//!   never arrives.
 
 use std::collections::VecDeque;
 use std::io;
