@@ -1,4 +1,4 @@
-//! The binary's `--store` roles on the [`durable`](crate::durable) queue,
+//! The binary's `--store` roles on the [`crate::durable`] queue,
 //! and the store benchmark. Demo support, not a pattern.
 //!
 //! ```text
