@@ -12,6 +12,13 @@
 //! - `read_buffer_size(4 * 1024)` -> `4 + 1024` or `4 / 1024`: a memory
 //!   knob (tungstenite grows its buffer as a frame needs); what arrives is
 //!   the same. Its figure is the perf suite's 5,000-idle-connections RSS.
+//!
+//! Equivalent mutants (cargo mutants on `src/server/connection.rs`):
+//! - `NOTICE_QUEUE + 1` -> `- 1` or `* 1`: the reader's queue to its writer
+//!   holds 3 or 4 frames instead of 5. Notices go in with `try_send` (when it
+//!   is full, the client is already being told the same thing) and the one
+//!   Close with `send`, which waits for the writer to take a notice; what
+//!   the client receives is the same.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,6 +191,102 @@ async fn an_oversized_message_gets_1009_and_the_server_keeps_serving() {
     fine.send(Message::text("x".repeat(1_000))).await.unwrap();
     assert_eq!(next_chat(&mut fine).await.text.len(), 1_000);
     assert_eq!(server.hub.stats().oversized, 1);
+}
+
+/// Upgrades a raw TCP connection; returns it just past the 101's headers,
+/// so a test can send frames no well-behaved client library would.
+async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(upgrade_request(addr, path).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        timeout(LIMIT, tcp.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// Reads the server's (unmasked) frames until a Close; returns its code,
+/// 1005 for a Close without one.
+async fn raw_close_code(tcp: &mut TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut header = [0u8; 2];
+        timeout(LIMIT, tcp.read_exact(&mut header))
+            .await
+            .unwrap()
+            .expect("a Close before EOF");
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                tcp.read_exact(&mut ext).await.unwrap();
+                usize::from(u16::from_be_bytes(ext))
+            }
+            127 => panic!("no server frame here is that large"),
+            small => usize::from(small),
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        if header[0] & 0x0f == 0x8 {
+            return match payload.get(..2) {
+                Some(code) => u16::from_be_bytes([code[0], code[1]]),
+                None => 1005,
+            };
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_gets_1007() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(quiet()).await;
+    let mut tcp = raw_upgrade(server.addr, "/ws/room").await;
+    // FIN + text, masked (with a zero key), two bytes that are not UTF-8.
+    tcp.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe])
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut tcp).await, 1007);
+}
+
+#[tokio::test]
+async fn a_frame_that_breaks_the_protocol_gets_1002() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(quiet()).await;
+    let mut tcp = raw_upgrade(server.addr, "/ws/room").await;
+    // A client frame must be masked (RFC 6455, 5.1): this one is not.
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    assert_eq!(raw_close_code(&mut tcp).await, 1002);
+}
+
+/// The keep-alive ping is due one `ping_interval` after the join, not at
+/// once: a client's first frame here is the message, not a ping.
+#[tokio::test]
+async fn the_first_ping_waits_one_ping_interval() {
+    let server = start(ServerConfig {
+        ping_interval: Duration::from_secs(600),
+        ..quiet()
+    })
+    .await;
+    let mut reader = join(server.addr, "/ws/room").await;
+    let mut writer = join(server.addr, "/ws/room").await;
+    eventually("2 open", || server.hub.stats().open == 2).await;
+    writer.send(Message::text("first")).await.unwrap();
+    match timeout(LIMIT, reader.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => assert!(text.contains("first"), "{text}"),
+        other => panic!("expected the message first, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -290,3 +290,112 @@ async fn tick(
         }
     }
 }
+
+// The bus path (`deliver`, `names`, `notice_all`) is otherwise exercised only
+// by the Redis tests (`tests/bus.rs`, ignored without a server), so the
+// registry's own contract is pinned here, with no network at all.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    fn registry(tick_interval: Option<Duration>) -> Arc<Registry> {
+        Registry::new(
+            8,
+            16,
+            tick_interval,
+            TaskTracker::new(),
+            CancellationToken::new(),
+            None,
+        )
+    }
+
+    fn parse(frame: &Utf8Bytes) -> ChatMessage {
+        serde_json::from_str(frame.as_str()).unwrap()
+    }
+
+    #[test]
+    fn deliver_puts_the_frame_in_the_ring_as_it_is_and_counts_it() {
+        let registry = registry(None);
+        let mut sub = registry.subscribe("room").unwrap();
+        let frame =
+            Utf8Bytes::from_static(r#"{"channel":"room","seq":7,"from":"a","text":"x","ts":1}"#);
+        sub.channel.deliver(frame.clone());
+        assert_eq!(sub.rx.try_recv().unwrap(), frame);
+        assert_eq!(registry.published(), 1);
+        sub.channel.publish("b", "y");
+        assert_eq!(registry.published(), 2, "publish and deliver both count");
+    }
+
+    #[test]
+    fn a_notice_is_seq_0_from_the_server_and_is_not_counted_as_published() {
+        let registry = registry(None);
+        let mut sub = registry.subscribe("room").unwrap();
+        sub.channel.notice("bus down");
+        let notice = parse(&sub.rx.try_recv().unwrap());
+        assert_eq!(
+            (
+                notice.channel.as_str(),
+                notice.seq,
+                notice.from.as_str(),
+                notice.text.as_str()
+            ),
+            ("room", 0, SERVER_NAME, "bus down")
+        );
+        assert_eq!(registry.published(), 0);
+    }
+
+    #[test]
+    fn get_and_names_see_exactly_the_channels_with_subscribers() {
+        let registry = registry(None);
+        assert!(registry.get("a").is_none());
+        let a = registry.subscribe("a").unwrap();
+        let b = registry.subscribe("b").unwrap();
+        assert_eq!(registry.get("a").unwrap().name(), "a");
+        let mut names = registry.names();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        drop(a);
+        assert!(registry.get("a").is_none(), "gone with its last subscriber");
+        assert_eq!(registry.names(), ["b"]);
+        drop(b);
+        assert!(registry.names().is_empty());
+    }
+
+    #[test]
+    fn notice_all_reaches_every_live_channel() {
+        let registry = registry(None);
+        let mut a = registry.subscribe("a").unwrap();
+        let mut b = registry.subscribe("b").unwrap();
+        registry.notice_all("bus back");
+        for (sub, name) in [(&mut a, "a"), (&mut b, "b")] {
+            let notice = parse(&sub.rx.try_recv().unwrap());
+            assert_eq!(
+                (notice.channel.as_str(), notice.text.as_str()),
+                (name, "bus back")
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_tick_comes_one_period_after_the_channel_opens() {
+        let period = Duration::from_secs(10);
+        let registry = registry(Some(period));
+        let mut sub = registry.subscribe("room").unwrap();
+        tokio::time::sleep(period / 2).await;
+        assert_eq!(
+            sub.rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "no tick at once"
+        );
+        let tick = tokio::time::timeout(period, sub.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let tick = parse(&tick);
+        assert_eq!(
+            (tick.from.as_str(), tick.text.as_str(), tick.seq),
+            (TICKER_NAME, "tick 1", 1)
+        );
+    }
+}
