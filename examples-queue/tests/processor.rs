@@ -240,6 +240,48 @@ async fn a_drain_timeout_keeps_every_task_accounted_for() {
     assert!(!report.all_done());
 }
 
+/// The producer's side of the same rule, at every point a batch can be cut:
+/// one producer pushing batches of 8 into a queue of each capacity from 1 to
+/// 16, consumers stuck on their first task. The close finds the producer
+/// blocked with 1 to 8 items of its batch left, and only the part the queue
+/// took is produced (with 3 producers the miscounts can cancel out).
+#[tokio::test(start_paused = true)]
+async fn a_batch_cut_by_the_close_counts_exactly_what_the_queue_took() {
+    for capacity in 1..=16 {
+        let stuck = SimulatedWork {
+            processing: Duration::from_secs(60)..=Duration::from_secs(60),
+            error_rate: 0.0,
+            seed: 1,
+        };
+        let config = Config {
+            producers: 1,
+            consumers: 2,
+            capacity,
+            batch: 8,
+            drain_timeout: Duration::from_secs(1),
+            ..config(1_000)
+        };
+        let shutdown = tokio::time::sleep(Duration::from_millis(10));
+        let report = timeout(
+            LIMIT,
+            processor::run(config, stuck, |_: &Snapshot| {}, shutdown),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            report.left_queued, capacity,
+            "capacity {capacity}: {report:?}"
+        );
+        assert_eq!(
+            report.counts.produced,
+            (capacity + report.left_in_flight) as u64,
+            "capacity {capacity}: {report:?}"
+        );
+        assert!(report.invariant_holds(), "capacity {capacity}: {report:?}");
+    }
+}
+
 /// Panics in `handle` itself (before it returns a future).
 struct EarlyPanic;
 
