@@ -1,5 +1,15 @@
 //! Behaviour of the three bank designs, through the one `Bank` trait: the
 //! same stress test, deadlock probe and error cases run against each.
+//!
+//! Equivalent mutant (cargo mutants on `src/bank/actor.rs`):
+//! - `a < b` -> `a <= b` in `pair_mut`: `a == b` was refused just above, so
+//!   the two agree on every input that reaches the line.
+//!
+//! Equivalent mutants (cargo mutants on `src/bank/std_mutex.rs`):
+//! - `from < to` -> `from <= to` in `transfer_now`: `from == to` was refused
+//!   above. `-> from > to`: highest account first is a total order too, so
+//!   it cannot deadlock either; only the documented order changes.
+//! - The same `from < to` -> `from <= to` in `src/bank/tokio_mutex.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +135,33 @@ fn std_mutex_opposite_transfers_cannot_deadlock() {
     opposite_transfers_finish(|| StdMutexBank::new(&opening()));
 }
 
+/// The std design's lock order, where it matters most: two OS threads in
+/// tight loops of opposite synchronous transfers (no runtime to spread
+/// them out). A lock order that depends on the direction deadlocks here
+/// within a few thousand rounds; the threads are then abandoned.
+#[test]
+fn std_mutex_opposite_transfers_from_two_threads_cannot_deadlock() {
+    const ROUNDS: usize = 200_000;
+    let bank = Arc::new(StdMutexBank::new(&opening()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (from, to) in [(0, 1), (1, 0)] {
+        let (bank, done_tx) = (Arc::clone(&bank), done_tx.clone());
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                // Refusals (a drifted balance) are fine: only the locks matter.
+                let _ = bank.transfer_now(from, to, Cents(1));
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    for _ in 0..2 {
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("opposite transfers did not finish within 60 s: deadlock");
+    }
+    verify(&opening(), &bank.audit_now()).unwrap();
+}
+
 #[test]
 fn tokio_mutex_opposite_transfers_cannot_deadlock() {
     opposite_transfers_finish(|| TokioMutexBank::new(&opening()));
@@ -174,6 +211,8 @@ async fn errors_change_nothing<B: Bank>(bank: B) {
     // And the exact amount is allowed: down to zero, never below.
     assert_eq!(bank.withdraw(0, OPENING).await, Ok(Cents(0)));
     assert_eq!(bank.balance(0).await, Ok(Cents(0)));
+    assert_eq!(bank.balance(1).await, Ok(OPENING), "untouched");
+    assert_eq!(bank.balance(99).await, Err(BankError::UnknownAccount(99)));
 }
 
 #[tokio::test]
@@ -220,6 +259,106 @@ async fn verify_catches_a_log_that_does_not_match_the_balances() {
     };
     overdrawn.log[0].amount = Cents(OPENING.0 + 1);
     assert!(verify(&opening(), &overdrawn).is_err());
+}
+
+/// The transfer ids pair each receiving half with its own sending half:
+/// two transfers whose receiving halves swap ids replay to the same
+/// balances, and verify still refuses the log (crossed accounts, or
+/// crossed amounts into one account).
+#[tokio::test]
+async fn verify_pairs_each_transfer_in_with_its_own_transfer_out() {
+    for (second_to, second_amount) in [(2, 500), (1, 700)] {
+        let bank = StdMutexBank::new(&opening());
+        bank.transfer(0, 1, Cents(500)).await.unwrap();
+        bank.transfer(0, second_to, Cents(second_amount))
+            .await
+            .unwrap();
+        let good = bank.audit().await.unwrap();
+        verify(&opening(), &good).unwrap();
+        let mut crossed = good.clone();
+        let ins: Vec<usize> = (0..crossed.log.len())
+            .filter(|&i| matches!(crossed.log[i].kind, EntryKind::TransferIn { .. }))
+            .collect();
+        assert_eq!(ins.len(), 2);
+        let id_of = |kind: EntryKind| match kind {
+            EntryKind::TransferIn { id, .. } => id,
+            _ => unreachable!(),
+        };
+        let (first, second) = (
+            id_of(crossed.log[ins[0]].kind),
+            id_of(crossed.log[ins[1]].kind),
+        );
+        for (index, id) in [(ins[0], second), (ins[1], first)] {
+            crossed.log[index].kind = EntryKind::TransferIn { from: 0, id };
+        }
+        assert!(
+            verify(&opening(), &crossed).is_err(),
+            "crossed halves to {second_to}, {second_amount} cents passed"
+        );
+    }
+}
+
+/// Every design names itself (the name keys the bench tables and --json).
+#[tokio::test]
+async fn each_design_has_its_name() {
+    assert_eq!(StdMutexBank::new(&opening()).design(), "std-mutex");
+    assert_eq!(TokioMutexBank::new(&opening()).design(), "tokio-mutex");
+    assert_eq!(ActorBank::new(&opening()).design(), "actor");
+}
+
+/// The task behind a bank (the actor; the tokio-mutex design's audit
+/// writer) ends with the bank's last handle. A loop that kept spinning on
+/// its closed channel would hold a core forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_behind_a_bank_ends_when_its_last_handle_is_dropped() {
+    async fn check<B: Bank>(make: impl FnOnce() -> B, copy: impl FnOnce(&B) -> Option<B>) {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let bank = make();
+        let copy = copy(&bank);
+        assert_eq!(bank.deposit(0, Cents(1)).await, Ok(Cents(OPENING.0 + 1)));
+        assert_eq!(metrics.num_alive_tasks(), before + 1, "{}", bank.design());
+        let design = bank.design();
+        drop(bank);
+        drop(copy);
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while metrics.num_alive_tasks() > before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{design}: its task is still running");
+    }
+    check(|| ActorBank::new(&opening()), |bank| Some(bank.clone())).await;
+    check(|| TokioMutexBank::new(&opening()), |_| None).await;
+}
+
+/// The racy variants still refuse what the balance they read cannot cover:
+/// the bug is the stale read, not a missing check.
+#[tokio::test(start_paused = true)]
+async fn the_racy_variants_refuse_what_the_balance_they_read_cannot_cover() {
+    for variant in [Variant::LostUpdate, Variant::Overdraft, Variant::Locked] {
+        let outcome = withdraw_race(variant, 1_000, 5, 3_000, Duration::from_millis(10)).await;
+        assert_eq!(
+            (outcome.approved, outcome.refused, outcome.closing),
+            (0, 5, 1_000),
+            "{variant:?}"
+        );
+        assert!(outcome.consistent());
+    }
+    // Exactly covered is approved: the last cent may go.
+    for (variant, approved, closing) in [
+        (Variant::LostUpdate, 5, 0),
+        (Variant::Overdraft, 5, -12_000),
+        (Variant::Locked, 1, 0),
+    ] {
+        let outcome = withdraw_race(variant, 3_000, 5, 3_000, Duration::from_millis(10)).await;
+        assert_eq!(
+            (outcome.approved, outcome.closing),
+            (approved, closing),
+            "{variant:?}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
