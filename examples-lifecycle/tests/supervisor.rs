@@ -1,5 +1,14 @@
 //! Behaviour of the supervisor, on the paused clock: ticks, restarts with
 //! backoff, liveness, and a stop that aborts what overruns its deadline.
+//!
+//! Equivalent mutants (cargo mutants on `src/supervisor.rs`):
+//! - The `err.is_panic()` guard in `Supervisor::stop` -> `true` or `false`:
+//!   the runner task's `JoinError`, which needs a bug in the runner (it
+//!   catches every task's panic) or an abort nobody can issue (its handle
+//!   is private). Both arms panic; only the message differs.
+//! - `src/supervisor/runner.rs`, the `Failed | Panicked` arm of the log in
+//!   `on_exit` deleted: that exit is then logged at info, not error; the
+//!   event, the status and the restart are the same.
 
 use std::time::Duration;
 
@@ -363,4 +372,150 @@ async fn stop_dropped_at_every_await_point_still_stops_every_task() {
     )
     .await;
     assert!(polls >= 2, "{polls}");
+}
+
+/// `is_cancelled` is the polling form of `cancelled()`: false while the
+/// task runs, true once the stop is asked. A task that polls it (a CPU loop
+/// with no await to put in a `select!`) stops in time.
+#[tokio::test(start_paused = true)]
+async fn is_cancelled_turns_true_when_the_stop_is_asked() {
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let specs = vec![TaskSpec::new("poller", RestartPolicy::Never, move |ctx| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let _ = seen_tx.send(ctx.is_cancelled());
+            while !ctx.is_cancelled() {
+                time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = seen_tx.send(ctx.is_cancelled());
+            Ok(())
+        }
+    })];
+    let (supervisor, _events) = Supervisor::start(specs);
+    time::sleep(secs(1)).await;
+    assert_eq!(seen_rx.recv().await, Some(false), "running: not cancelled");
+    let report = supervisor.stop(secs(5)).await;
+    assert_eq!(seen_rx.recv().await, Some(true), "after the stop");
+    assert_eq!(
+        exit_reason(&report.task("poller").unwrap().state),
+        Some(&ExitReason::Stopped)
+    );
+}
+
+#[test]
+fn a_task_spec_debugs_as_its_name_and_policy() {
+    let spec = TaskSpec::new("heartbeat", RestartPolicy::Never, |_ctx| async { Ok(()) });
+    let debug = format!("{spec:?}");
+    assert!(
+        debug.contains("\"heartbeat\"") && debug.contains("Never"),
+        "{debug}"
+    );
+}
+
+/// One task's status line, built by hand: the report's rules on their own.
+fn status(name: &str, state: TaskState, at: Instant) -> examples_lifecycle::supervisor::TaskStatus {
+    examples_lifecycle::supervisor::TaskStatus {
+        name: name.to_owned(),
+        state,
+        runs: 1,
+        restarts: 0,
+        ticks: 0,
+        last_tick: None,
+        running_since: Some(at),
+        last_failure: None,
+        stale_after: Some(secs(5)),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_is_stale_only_once_its_silence_passes_the_limit() {
+    let start = Instant::now();
+    let task = status("quiet", TaskState::Running, start);
+    assert!(
+        !task.is_stale(start + secs(5)),
+        "exactly the limit is not stale"
+    );
+    assert!(task.is_stale(start + secs(5) + Duration::from_millis(1)));
+    let exited = status("done", TaskState::Exited(ExitReason::Completed), start);
+    assert!(
+        !exited.is_stale(start + secs(60)),
+        "only a running task is stale"
+    );
+}
+
+#[test]
+fn exit_reasons_read_as_words() {
+    let words: Vec<String> = [
+        ExitReason::Completed,
+        ExitReason::Failed("disk full".into()),
+        ExitReason::Panicked("boom".into()),
+        ExitReason::Stopped,
+        ExitReason::Aborted,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        words,
+        [
+            "completed",
+            "failed: disk full",
+            "panicked: boom",
+            "stopped",
+            "aborted after the stop deadline"
+        ]
+    );
+}
+
+/// The table and the `--json` summary say what each task is doing.
+#[tokio::test(start_paused = true)]
+async fn the_report_prints_liveness_and_a_json_summary() {
+    use examples_lifecycle::supervisor::StatusReport;
+    let start = Instant::now();
+    let at = start + secs(8);
+    let mut ticking = status("ticking", TaskState::Running, start);
+    ticking.last_tick = Some(start + secs(6));
+    ticking.ticks = 3;
+    let silent = status("silent", TaskState::Running, start);
+    let mut fresh = status("fresh", TaskState::Running, start + secs(7));
+    fresh.stale_after = None;
+    let mut failed = status(
+        "failed",
+        TaskState::Exited(ExitReason::Failed("no db".into())),
+        start,
+    );
+    failed.running_since = None;
+    failed.last_failure = Some("no db".into());
+    let report = StatusReport {
+        at,
+        tasks: vec![ticking, silent, fresh, failed],
+    };
+    let table = report.to_string();
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {table}"))
+            .to_owned()
+    };
+    assert!(line("ticking").ends_with("last tick 2.0s ago"), "{table}");
+    assert!(
+        line("silent").ends_with("STALE, silent for 8.0s"),
+        "{table}"
+    );
+    assert!(line("fresh").ends_with("no tick yet"), "{table}");
+    assert!(line("failed").contains("exited: failed: no db"), "{table}");
+    assert!(line("failed").ends_with(" -"), "{table}");
+    assert!(!report.healthy());
+    let json = report.to_json();
+    assert_eq!(json["tasks"][0]["name"], "ticking");
+    assert_eq!(json["tasks"][0]["ticks"], 3);
+    assert_eq!(json["tasks"][0]["exit"], serde_json::Value::Null);
+    assert_eq!(json["tasks"][3]["last_failure"], "no db");
+    assert_eq!(json["tasks"][3]["runs"], 1);
+    assert_eq!(json["tasks"][3]["restarts"], 0);
+    assert_eq!(
+        json["tasks"][3]["exit"],
+        serde_json::json!({"kind": "failed", "detail": "no db"})
+    );
 }
