@@ -1,5 +1,11 @@
 //! The job service's shutdown phases, over real loopback sockets (real time,
 //! generous bounds: the paused clock and sockets do not mix).
+//!
+//! Equivalent mutants (cargo mutants on `src/shutdown.rs`):
+//! - `if !http_drained { server.abort() }` -> `if http_drained`: the
+//!   `AbortOnDrop` guard aborts axum's serve future when `serve_until`
+//!   returns, moments later; intake is already closed, and the connection
+//!   tasks are not its children, so nothing observable changes.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -399,4 +405,256 @@ async fn dropping_serve_until_stops_the_server() {
         matches!(&connect, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "{connect:?}"
     );
+}
+
+/// The service's own handles: `submit` gives each job its own id (the stuck
+/// job included) and counts it; `connections()` is the very counter set
+/// that `stats()` (and so `/stats`) reads, not a copy.
+#[tokio::test]
+async fn submit_numbers_jobs_and_connections_is_what_stats_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal.jsonl"))
+        .await
+        .unwrap();
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work: Duration::from_secs(5),
+    };
+    let mut service = JobService::start(&config, journal);
+    let request = examples_lifecycle::jobs::JobRequest {
+        work_ms: 0,
+        payload: "x".into(),
+    };
+    let ids = [
+        service.submit(request.clone()).unwrap(),
+        service.submit_stuck_job().unwrap(),
+        service.submit(request).unwrap(),
+    ];
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(service.stats().jobs_accepted, 3);
+    service
+        .connections()
+        .accepted
+        .fetch_add(5, Ordering::Relaxed);
+    service.connections().open.fetch_add(2, Ordering::Relaxed);
+    let stats = service.stats();
+    assert_eq!((stats.connections_accepted, stats.connections_open), (5, 2));
+    // Job 1 finishes; the stuck job 2 holds the one worker; 3 waits.
+    // (A plain count of what waits: the queue's capacity minus its room.)
+    wait_until(|| {
+        let stats = service.stats();
+        stats.jobs_finished == 1 && stats.jobs_queued == 1
+    })
+    .await;
+    service.close_queue();
+    let unfinished = service.abort_workers().await;
+    assert_eq!(
+        (unfinished.in_progress, unfinished.queued),
+        (vec![2], vec![3])
+    );
+}
+
+/// A waited job answers with its result: the payload's FNV-1a digest (the
+/// published test vectors), and `/stats` counts the connection it came on.
+#[tokio::test]
+async fn a_waited_job_answers_with_its_digest_and_stats_count_its_connection() {
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work: Duration::from_secs(5),
+    };
+    let harness = start(config, Duration::from_secs(20), false).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/jobs?wait=true", harness.base);
+    for (payload, digest) in [
+        ("", "cbf29ce484222325"),
+        ("a", "af63dc4c8601ec8c"),
+        ("foobar", "85944171f73967e8"),
+    ] {
+        let result: examples_lifecycle::jobs::JobResult = client
+            .post(&url)
+            .json(&serde_json::json!({"work_ms": 1, "payload": payload}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result.digest, digest, "payload {payload:?}");
+    }
+    let stats: serde_json::Value = client
+        .get(format!("{}/stats", harness.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // One pooled keep-alive connection carried every request.
+    assert!(
+        stats["connections_accepted"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(stats["connections_open"].as_u64().unwrap() >= 1, "{stats}");
+    // The body cap is 64 KiB: 60,000 bytes of payload pass, 70,000 do not.
+    for (size, status) in [(60_000, 200), (70_000, 413)] {
+        let response = client
+            .post(&url)
+            .json(&serde_json::json!({"work_ms": 1, "payload": "x".repeat(size)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "payload of {size} bytes"
+        );
+    }
+    harness.trigger.send(()).unwrap();
+    let report = timeout_report(harness.server).await;
+    assert_eq!(report.closed.journal_records, 4);
+    // Everything was answered before the shutdown: the drain's own figures
+    // are zero, the totals are not.
+    assert_eq!(
+        (
+            report.drained.requests_answered,
+            report.drained.jobs_finished
+        ),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.drained.requests_answered_total, 5, "{report:?}");
+    assert!(!report.deadline_expired, "{report:?}");
+}
+
+/// A grace of `Duration::MAX` means "no deadline" (a century), not "now"
+/// and not an overflow: a job that takes a while still finishes.
+#[tokio::test]
+async fn a_grace_of_duration_max_waits_for_the_work() {
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work: Duration::from_secs(5),
+    };
+    let harness = start(config, Duration::MAX, false).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/jobs?wait=true", harness.base);
+    let waiting = tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .json(&serde_json::json!({"work_ms": 300}))
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    });
+    let counters = Arc::clone(&harness.counters);
+    wait_until(|| counters.requests_in_flight.load(Ordering::Relaxed) == 1).await;
+    harness.trigger.send(()).unwrap();
+    let report = timeout_report(harness.server).await;
+    assert!(!report.deadline_expired, "{report:?}");
+    assert_eq!(report.drained.jobs_finished, 1, "{report:?}");
+    assert_eq!(
+        tokio::time::timeout(LIMIT, waiting).await.unwrap().unwrap(),
+        200
+    );
+}
+
+/// A request whose body never finishes arriving keeps the HTTP drain from
+/// ending, with the workers idle and nothing unfinished: the deadline
+/// still expires, and the report says so.
+#[tokio::test]
+async fn a_request_that_never_finishes_arriving_makes_the_deadline_expire() {
+    use tokio::io::AsyncWriteExt;
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work: Duration::from_secs(5),
+    };
+    let harness = start(config, Duration::from_millis(500), false).await;
+    let addr = harness.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"work",
+        )
+        .await
+        .unwrap();
+    let counters = Arc::clone(&harness.counters);
+    wait_until(|| counters.requests_in_flight.load(Ordering::Relaxed) == 1).await;
+    harness.trigger.send(()).unwrap();
+    let report = timeout_report(harness.server).await;
+    assert!(report.drained.unfinished.is_empty(), "{report:?}");
+    assert_eq!(report.drained.connections_abandoned, 1, "{report:?}");
+    assert!(report.deadline_expired, "{report:?}");
+    drop(stream);
+}
+
+#[test]
+fn unfinished_is_empty_only_with_nothing_in_progress_and_nothing_queued() {
+    use examples_lifecycle::shutdown::Unfinished;
+    let with = |in_progress: Vec<u64>, queued: Vec<u64>| Unfinished {
+        in_progress,
+        queued,
+    };
+    assert!(with(vec![], vec![]).is_empty());
+    assert!(!with(vec![1], vec![]).is_empty());
+    assert!(!with(vec![], vec![2]).is_empty());
+    assert!(!with(vec![1], vec![2]).is_empty());
+}
+
+async fn timeout_report(
+    server: tokio::task::JoinHandle<anyhow::Result<ShutdownReport>>,
+) -> ShutdownReport {
+    tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+/// A service whose work takes two years to finish, on the paused clock.
+struct SlowToFinish;
+
+impl examples_lifecycle::shutdown::Drain for SlowToFinish {
+    fn router(&self) -> axum::Router {
+        axum::Router::new()
+    }
+    fn connections(&self) -> Arc<examples_lifecycle::shutdown::ConnectionCounters> {
+        Arc::default()
+    }
+    fn work(&self) -> examples_lifecycle::shutdown::WorkStats {
+        examples_lifecycle::shutdown::WorkStats::default()
+    }
+    fn stop_work_intake(&mut self) {}
+    fn finish_work(&mut self) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(Duration::from_secs(2 * 365 * 24 * 3600))
+    }
+    fn abort_work(
+        &mut self,
+    ) -> impl Future<Output = examples_lifecycle::shutdown::Unfinished> + Send {
+        std::future::ready(examples_lifecycle::shutdown::Unfinished::default())
+    }
+    async fn close(self) -> anyhow::Result<u64> {
+        Ok(0)
+    }
+}
+
+/// "No deadline" is a century, not a year or a day: work that takes two
+/// (paused-clock) years under a `Duration::MAX` grace is waited for.
+#[tokio::test(start_paused = true)]
+async fn no_deadline_outlasts_two_years_of_work() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let report = serve_until(
+        listener,
+        SlowToFinish,
+        std::future::ready(()),
+        Duration::MAX,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!report.deadline_expired, "{report:?}");
+    assert!(report.drained.elapsed >= Duration::from_secs(2 * 365 * 24 * 3600));
 }
