@@ -497,6 +497,11 @@ async fn a_waited_job_answers_with_its_digest_and_stats_count_its_connection() {
         "{stats}"
     );
     assert!(stats["connections_open"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(
+        stats["requests_in_flight"], 0,
+        "every request was answered: {stats}"
+    );
+    assert_eq!(stats["requests_answered"], 3, "{stats}");
     // The body cap is 64 KiB: 60,000 bytes of payload pass, 70,000 do not.
     for (size, status) in [(60_000, 200), (70_000, 413)] {
         let response = client
@@ -657,4 +662,26 @@ async fn no_deadline_outlasts_two_years_of_work() {
     .unwrap();
     assert!(!report.deadline_expired, "{report:?}");
     assert!(report.drained.elapsed >= Duration::from_secs(2 * 365 * 24 * 3600));
+}
+
+/// `work_ms` may be exactly `max_work`, not a millisecond more.
+#[tokio::test]
+async fn work_up_to_max_work_is_accepted_and_beyond_it_refused() {
+    let config = JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work: Duration::from_millis(20),
+    };
+    let harness = start(config, Duration::from_secs(20), false).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/jobs?wait=true", harness.base);
+    for (work_ms, status) in [(20, 200), (21, 422)] {
+        let response = client
+            .post(&url)
+            .json(&serde_json::json!({"work_ms": work_ms}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "work_ms {work_ms}");
+    }
 }
