@@ -6,6 +6,11 @@
 //!   `AbortOnDrop` guard aborts axum's serve future when `serve_until`
 //!   returns, moments later; intake is already closed, and the connection
 //!   tasks are not its children, so nothing observable changes.
+//!
+//! Equivalent mutant (cargo mutants on `src/shutdown/listener.rs`):
+//! - The `Interrupted` guard in the backlog drain -> `false`: that
+//!   `accept(2)` is non-blocking, and EINTR interrupts only a call that
+//!   blocks, so the arm is never taken; it is there for portability.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -684,4 +689,44 @@ async fn work_up_to_max_work_is_accepted_and_beyond_it_refused() {
             .unwrap();
         assert_eq!(response.status().as_u16(), status, "work_ms {work_ms}");
     }
+}
+
+/// The listener on its own: counts what it accepts, learns of the first
+/// read, and forgets a connection when it is dropped, read or not.
+#[tokio::test]
+async fn the_intake_listener_counts_opens_first_reads_and_closes() {
+    use axum::serve::Listener as _;
+    use examples_lifecycle::shutdown::{ConnectionCounters, IntakeListener};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let counters = Arc::new(ConnectionCounters::default());
+    let (stop, closed) = (CancellationToken::new(), CancellationToken::new());
+    let mut listener = IntakeListener::new(socket, Arc::clone(&counters), stop, closed.clone());
+
+    let mut talker = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut served, _) = listener.accept().await;
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (unread, _) = listener.accept().await;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    assert_eq!((load(&counters.accepted), load(&counters.open)), (2, 2));
+
+    talker.write_all(b"x").await.unwrap();
+    let mut byte = [0u8; 1];
+    served.read_exact(&mut byte).await.unwrap();
+    // One read, one silent: the silent one is what first_reads reports.
+    assert_eq!(counters.first_reads(Duration::from_millis(200)).await, 1);
+    // Dropped unread, it is neither open nor waited for any more.
+    drop(unread);
+    assert_eq!(load(&counters.open), 1);
+    assert_eq!(counters.first_reads(LIMIT).await, 0, "nothing left unread");
+    drop(served);
+    assert_eq!(load(&counters.open), 0);
+
+    // Dropping the listener closes its socket and says so.
+    assert!(!closed.is_cancelled());
+    drop(listener);
+    assert!(closed.is_cancelled());
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "the port still accepts after the drop");
 }
