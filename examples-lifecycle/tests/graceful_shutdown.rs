@@ -11,6 +11,9 @@
 //! - The `Interrupted` guard in the backlog drain -> `false`: that
 //!   `accept(2)` is non-blocking, and EINTR interrupts only a call that
 //!   blocks, so the arm is never taken; it is there for portability.
+//! - `CountedStream::poll_flush` -> `Ready(Ok(()))`: it delegates to
+//!   tokio's `TcpStream::poll_flush`, which is exactly that (a socket has
+//!   no user-space buffer to flush).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -738,6 +741,16 @@ async fn the_intake_listener_counts_opens_first_reads_and_closes() {
     drop(unread);
     assert_eq!(load(&counters.open), 1);
     assert_eq!(counters.first_reads(LIMIT).await, 0, "nothing left unread");
+    // Shutdown sends the FIN: the peer reads EOF.
+    assert!(
+        served.is_write_vectored(),
+        "a TcpStream's vectored writes shine through"
+    );
+    served.shutdown().await.unwrap();
+    let eof = tokio::time::timeout(LIMIT, talker.read(&mut byte))
+        .await
+        .unwrap();
+    assert_eq!(eof.unwrap(), 0);
     drop(served);
     assert_eq!(load(&counters.open), 0);
 
