@@ -743,7 +743,7 @@ async fn the_intake_listener_counts_opens_first_reads_and_closes() {
     assert_eq!(counters.first_reads(LIMIT).await, 0, "nothing left unread");
     // Shutdown sends the FIN: the peer reads EOF.
     assert!(
-        served.is_write_vectored(),
+        tokio::io::AsyncWrite::is_write_vectored(&served),
         "a TcpStream's vectored writes shine through"
     );
     served.shutdown().await.unwrap();
