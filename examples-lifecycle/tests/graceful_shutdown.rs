@@ -761,3 +761,40 @@ async fn the_intake_listener_counts_opens_first_reads_and_closes() {
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "the port still accepts after the drop");
 }
+
+/// The drain's line names whatever was left behind, each kind on its own,
+/// and its JSON gives the elapsed time in milliseconds.
+#[test]
+fn the_drain_line_names_anything_left_behind_and_its_json_is_in_ms() {
+    use examples_lifecycle::shutdown::{Drained, Unfinished};
+    let drained = |in_progress: Vec<u64>, queued: Vec<u64>, abandoned: u64| Drained {
+        elapsed: Duration::from_millis(1_500),
+        requests_answered: 4,
+        requests_answered_total: 9,
+        jobs_finished: 3,
+        connections_abandoned: abandoned,
+        connections_closed_unread: 0,
+        unfinished: Unfinished {
+            in_progress,
+            queued,
+        },
+    };
+    let line = |d: Drained| Phase::Drained(d).to_string();
+    assert_eq!(
+        line(drained(vec![], vec![], 0)),
+        "phase 2 (drain): 4 request(s) answered, 3 job(s) finished in 1.50s; nothing left behind"
+    );
+    for (left, what) in [
+        (drained(vec![7], vec![], 0), "aborted in progress [7]"),
+        (drained(vec![], vec![8], 0), "never started [8]"),
+        (drained(vec![], vec![], 2), "2 connection(s) abandoned"),
+    ] {
+        let text = line(left);
+        assert!(
+            text.contains("DEADLINE EXPIRED") && text.contains(what),
+            "{text}"
+        );
+    }
+    let json = serde_json::to_value(drained(vec![], vec![], 0)).unwrap();
+    assert_eq!(json["elapsed_ms"], 1_500.0);
+}
