@@ -84,13 +84,22 @@ impl From<reqwest::Error> for HttpError {
     fn from(err: reqwest::Error) -> Self {
         if err.is_timeout() {
             HttpError::Timeout(err)
-        } else if err.is_connect() || (err.is_body() && !err.is_decode()) || err.is_request() {
+        } else if err.is_connect() || cut_short(&err) || err.is_request() {
             // is_request covers a connection reset while sending.
             HttpError::Connect(err)
         } else {
             HttpError::Other(err)
         }
     }
+}
+
+/// The connection failed while the body was being read (reset, or closed
+/// before `Content-Length` bytes). `Response::chunk` reports that as a
+/// decode error whose source is the body error, so both shapes count; a
+/// decode error of any other origin (a corrupt encoding) does not.
+fn cut_short(err: &reqwest::Error) -> bool {
+    let source = std::error::Error::source(err).and_then(|s| s.downcast_ref::<reqwest::Error>());
+    err.is_body() || source.is_some_and(reqwest::Error::is_body)
 }
 
 impl HttpError {

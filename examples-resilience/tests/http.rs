@@ -207,3 +207,122 @@ async fn every_hostile_mode_ends_in_an_error_within_the_deadline() {
         }
     }
 }
+
+/// `tiny_server` for a response built at run time.
+async fn serving(response: String) -> String {
+    tiny_server(Box::leak(response.into_boxed_str()), false).await
+}
+
+/// A JSON string body of exactly `len` bytes (quotes included).
+fn json_of_len(len: usize) -> String {
+    format!("\"{}\"", "x".repeat(len - 2))
+}
+
+#[tokio::test]
+async fn the_cap_allows_a_body_of_exactly_max_body_bytes_framed_either_way() {
+    for (len, fits) in [(10, true), (11, false)] {
+        let body = json_of_len(len);
+        let sized = serving(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n{body}"
+        ))
+        .await;
+        let chunked = serving(format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{len:x}\r\n{body}\r\n0\r\n\r\n"
+        ))
+        .await;
+        for url in [sized, chunked] {
+            let result = timeout(http::get_json(&client(), &url, 10)).await;
+            match (fits, result) {
+                (true, Ok(value)) => {
+                    assert_eq!(value, serde_json::Value::String(body[1..len - 1].into()))
+                }
+                (false, Err(HttpError::TooLarge { limit: 10 })) => {}
+                (_, other) => panic!("{len} bytes at {url}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The default cap is 4 MiB: a 3 MiB answer is read whole.
+#[tokio::test]
+async fn the_default_cap_reads_a_3_mib_body() {
+    let len = 3 * 1024 * 1024;
+    let url = serving(format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n{}",
+        json_of_len(len)
+    ))
+    .await;
+    let value = timeout(http::get_json(&client(), &url, http::DEFAULT_MAX_BODY))
+        .await
+        .unwrap();
+    assert_eq!(value.as_str().map(str::len), Some(len - 2));
+}
+
+async fn timeout<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("within the limit")
+}
+
+/// Transport errors are sorted by what a retry can do about them: a refused
+/// connection and a body cut short are `Connect` (retryable), a redirect
+/// loop is `Other` (stop).
+#[tokio::test]
+async fn transport_errors_are_classified_for_the_retry() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}/", listener.local_addr().unwrap())
+        // dropped here: the port refuses
+    };
+    let err = timeout(http::get_json(&client(), &closed, 1024))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Connect(_)), "refused: {err:?}");
+    let cut = serving("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"a\"".into()).await;
+    let err = timeout(http::get_json(&client(), &cut, 1024))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Connect(_)), "cut short: {err:?}");
+    let looping =
+        serving("HTTP/1.1 302 Found\r\nlocation: /\r\ncontent-length: 0\r\n\r\n".into()).await;
+    let err = timeout(http::get_json(&client(), &looping, 1024))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Other(_)), "redirect loop: {err:?}");
+}
+
+/// What counts against the breaker: the server's faults (5xx, 429, an
+/// oversized or malformed answer), not the caller's (other 4xx).
+#[test]
+fn only_server_faults_count_against_the_breaker() {
+    let status = |code: u16| HttpError::Status {
+        status: reqwest::StatusCode::from_u16(code).unwrap(),
+        retry_after: None,
+    };
+    for (err, fault) in [
+        (status(500), true),
+        (status(503), true),
+        (status(429), true),
+        (status(404), false),
+        (status(400), false),
+        (HttpError::TooLarge { limit: 1 }, true),
+    ] {
+        assert_eq!(err.is_server_fault(), fault, "{err:?}");
+    }
+}
+
+/// `Target::start` takes an http(s) base whose `/health` answers, and
+/// refuses any other scheme up front.
+#[tokio::test]
+async fn a_target_must_be_http_and_healthy() {
+    let healthy = serving("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".into()).await;
+    let target = http::Target::start(Some(&healthy), &client())
+        .await
+        .unwrap();
+    assert_eq!(target.base, healthy.trim_end_matches('/'));
+    assert!(target.sandbox.is_none());
+    let err = http::Target::start(Some("ftp://example.com"), &client())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected http://host"), "{err:#}");
+}
