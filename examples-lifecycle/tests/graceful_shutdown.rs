@@ -14,6 +14,8 @@
 //! - `CountedStream::poll_flush` -> `Ready(Ok(()))`: it delegates to
 //!   tokio's `TcpStream::poll_flush`, which is exactly that (a socket has
 //!   no user-space buffer to flush).
+//! - `CountedStream::is_write_vectored` -> `true`: it delegates to
+//!   `TcpStream::is_write_vectored`, which is `true`.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
