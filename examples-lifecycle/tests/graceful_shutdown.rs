@@ -85,6 +85,15 @@ async fn start(config: JobsConfig, grace: Duration, stuck_job: bool) -> Harness 
     }
 }
 
+/// One worker and a queue of 8: the shape most cases here need.
+fn one_worker(max_work: Duration) -> JobsConfig {
+    JobsConfig {
+        workers: 1,
+        queue_capacity: 8,
+        max_work,
+    }
+}
+
 async fn wait_until(mut condition: impl FnMut() -> bool) {
     tokio::time::timeout(LIMIT, async {
         while !condition() {
@@ -175,11 +184,7 @@ async fn shutdown_under_load_answers_every_accepted_request_and_finishes_every_j
 #[tokio::test]
 async fn a_stuck_job_makes_the_deadline_expire_and_unfinished_jobs_are_reported() {
     // One worker, holding a job that never ends; a second job waits behind it.
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_secs(5),
-    };
+    let config = one_worker(Duration::from_secs(5));
     let harness = start(config, Duration::from_millis(500), true).await;
     let client = reqwest::Client::new();
     let url = format!("{}/jobs?wait=true", harness.base);
@@ -426,11 +431,7 @@ async fn submit_numbers_jobs_and_connections_is_what_stats_reads() {
     let journal = Journal::open(&dir.path().join("journal.jsonl"))
         .await
         .unwrap();
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_secs(5),
-    };
+    let config = one_worker(Duration::from_secs(5));
     let mut service = JobService::start(&config, journal);
     let request = examples_lifecycle::jobs::JobRequest {
         work_ms: 0,
@@ -469,11 +470,7 @@ async fn submit_numbers_jobs_and_connections_is_what_stats_reads() {
 /// published test vectors), and `/stats` counts the connection it came on.
 #[tokio::test]
 async fn a_waited_job_answers_with_its_digest_and_stats_count_its_connection() {
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_secs(5),
-    };
+    let config = one_worker(Duration::from_secs(5));
     let harness = start(config, Duration::from_secs(20), false).await;
     let client = reqwest::Client::new();
     let url = format!("{}/jobs?wait=true", harness.base);
@@ -547,11 +544,7 @@ async fn a_waited_job_answers_with_its_digest_and_stats_count_its_connection() {
 /// and not an overflow: a job that takes a while still finishes.
 #[tokio::test]
 async fn a_grace_of_duration_max_waits_for_the_work() {
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_secs(5),
-    };
+    let config = one_worker(Duration::from_secs(5));
     let harness = start(config, Duration::MAX, false).await;
     let client = reqwest::Client::new();
     let url = format!("{}/jobs?wait=true", harness.base);
@@ -582,11 +575,7 @@ async fn a_grace_of_duration_max_waits_for_the_work() {
 #[tokio::test]
 async fn a_request_that_never_finishes_arriving_makes_the_deadline_expire() {
     use tokio::io::AsyncWriteExt;
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_secs(5),
-    };
+    let config = one_worker(Duration::from_secs(5));
     let harness = start(config, Duration::from_millis(500), false).await;
     let addr = harness.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -677,11 +666,7 @@ async fn no_deadline_outlasts_two_years_of_work() {
 /// `work_ms` may be exactly `max_work`, not a millisecond more.
 #[tokio::test]
 async fn work_up_to_max_work_is_accepted_and_beyond_it_refused() {
-    let config = JobsConfig {
-        workers: 1,
-        queue_capacity: 8,
-        max_work: Duration::from_millis(20),
-    };
+    let config = one_worker(Duration::from_millis(20));
     let harness = start(config, Duration::from_secs(20), false).await;
     let client = reqwest::Client::new();
     let url = format!("{}/jobs?wait=true", harness.base);
