@@ -383,6 +383,7 @@ async fn is_cancelled_turns_true_when_the_stop_is_asked() {
     let specs = vec![TaskSpec::new("poller", RestartPolicy::Never, move |ctx| {
         let seen_tx = seen_tx.clone();
         async move {
+            // Err: the test's receiver is gone (it failed already).
             let _ = seen_tx.send(ctx.is_cancelled());
             while !ctx.is_cancelled() {
                 time::sleep(Duration::from_millis(100)).await;
