@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 # with a workload for the CPU: the release bins (every benchmark is a --bench mode).
 cargo build --release --workspace --bins
 
-exec target/release/perf-suite --no-build "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/perf-suite" --no-build "$@"

@@ -140,3 +140,139 @@ fn uniform<R: Rng>(rng: &mut R, low: Duration, high: Duration) -> Duration {
     }
     Duration::from_millis(rng.random_range(low_ms..=high_ms))
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn schedule(base_ms: u64, factor: f64, max_ms: u64, jitter: Jitter) -> Backoff {
+        Backoff {
+            base: MS * u32::try_from(base_ms).unwrap(),
+            factor,
+            max_delay: MS * u32::try_from(max_ms).unwrap(),
+            jitter,
+        }
+    }
+
+    #[test]
+    fn default_is_100ms_doubling_to_10s_with_full_jitter() {
+        let b = Backoff::default();
+        assert_eq!(b.base, Duration::from_millis(100));
+        assert_eq!(b.factor, 2.0);
+        assert_eq!(b.max_delay, Duration::from_secs(10));
+        assert_eq!(b.jitter, Jitter::Full);
+        assert_eq!(Jitter::default(), Jitter::Full);
+    }
+
+    #[test]
+    fn exponential_grows_by_factor_rounds_to_ms_and_caps() {
+        let b = schedule(100, 2.0, 1000, Jitter::None);
+        let got: Vec<u128> = (0..6).map(|n| b.exponential(n).as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.exponential(u32::MAX), b.max_delay, "overflow is the cap");
+        // 1 ms * 1.5 = 1.5 ms rounds to 2 ms; * 1.5^2 = 2.25 ms rounds to 2 ms.
+        let b = schedule(1, 1.5, 1000, Jitter::None);
+        assert_eq!(b.exponential(1), 2 * MS);
+        assert_eq!(b.exponential(2), 2 * MS);
+        assert_eq!(b.exponential(3), 3 * MS, "3.375 ms");
+        // No jitter: the sequence is the exponential one.
+        let b = schedule(10, 3.0, 500, Jitter::None);
+        let got: Vec<Duration> = b.delays(StdRng::seed_from_u64(1)).take(5).collect();
+        assert_eq!(got, [10 * MS, 30 * MS, 90 * MS, 270 * MS, 500 * MS]);
+    }
+
+    /// Draws many delays for retry `n` and returns (min, max) seen.
+    fn spread(b: Backoff, n: u32) -> (Duration, Duration) {
+        let mut seen = (Duration::MAX, Duration::ZERO);
+        for seed in 0..400 {
+            let delay = b
+                .delays(StdRng::seed_from_u64(seed))
+                .nth(n as usize)
+                .unwrap();
+            seen = (seen.0.min(delay), seen.1.max(delay));
+        }
+        seen
+    }
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_exponential_delay() {
+        let b = schedule(100, 2.0, 10_000, Jitter::Full);
+        let (low, high) = spread(b, 2); // exp = 400 ms
+        assert!(low < 40 * MS, "{low:?}");
+        assert!(high > 360 * MS && high <= 400 * MS, "{high:?}");
+    }
+
+    #[test]
+    fn equal_jitter_is_never_below_half() {
+        let b = schedule(100, 2.0, 10_000, Jitter::Equal);
+        let (low, high) = spread(b, 2); // exp = 400 ms: [200, 400]
+        assert!(low >= 200 * MS && low < 220 * MS, "{low:?}");
+        assert!(high > 380 * MS && high <= 400 * MS, "{high:?}");
+        // An odd exp: 3 ms = 1.5 ms + [0, 1.5] ms drawn in whole ms: 1.5 or 2.5 ms.
+        let b = schedule(3, 1.0, 10_000, Jitter::Equal);
+        let us = Duration::from_micros;
+        assert_eq!(spread(b, 0), (us(1500), us(2500)));
+    }
+
+    #[test]
+    fn decorrelated_grows_from_the_previous_delay_within_base_and_cap() {
+        let b = schedule(10, 2.0, 5_000, Jitter::Decorrelated);
+        let mut grew_past_three_bases = false;
+        for seed in 0..50 {
+            let mut previous = b.base;
+            for delay in b.delays(StdRng::seed_from_u64(seed)).take(20) {
+                assert!(delay >= b.base, "{delay:?} < base");
+                assert!(delay <= b.max_delay, "{delay:?} > cap");
+                assert!(delay <= previous * 3, "{delay:?} > 3 x {previous:?}");
+                grew_past_three_bases |= delay > 3 * b.base;
+                previous = delay;
+            }
+        }
+        assert!(
+            grew_past_three_bases,
+            "the draw must use the previous delay, not base"
+        );
+        // A cap below base still holds: the cap wins after the draw.
+        let b = schedule(100, 2.0, 50, Jitter::Decorrelated);
+        assert!(
+            b.delays(StdRng::seed_from_u64(3))
+                .take(5)
+                .all(|d| d == 50 * MS)
+        );
+    }
+
+    #[test]
+    fn uniform_is_inclusive_whole_ms_and_survives_a_sub_ms_range() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut seen = [false; 3];
+        for _ in 0..200 {
+            let d = uniform(&mut rng, Duration::from_micros(1500), 4 * MS);
+            // low rounds up to 2 ms: draws are 2, 3 or 4 ms.
+            let ms = usize::try_from(d.as_millis()).unwrap();
+            assert_eq!(d, MS * u32::try_from(ms).unwrap(), "whole ms");
+            seen[ms - 2] = true;
+        }
+        assert_eq!(seen, [true; 3], "both ends are included");
+        let narrow = Duration::from_micros(700);
+        assert_eq!(
+            uniform(&mut rng, Duration::from_micros(500), narrow),
+            narrow
+        );
+        assert_eq!(uniform(&mut rng, 5 * MS, 5 * MS), 5 * MS);
+    }
+
+    #[test]
+    fn retry_count_saturates_instead_of_overflowing() {
+        let b = schedule(1, 2.0, 100, Jitter::None);
+        let mut delays = b.delays(StdRng::seed_from_u64(0));
+        delays.n = u32::MAX;
+        assert_eq!(delays.next(), Some(100 * MS));
+        assert_eq!(delays.n, u32::MAX);
+        assert_eq!(delays.next(), Some(100 * MS));
+    }
+}

@@ -291,4 +291,87 @@ mod tests {
             .to_string();
         assert!(msg.contains("u64::MAX"), "{msg}");
     }
+
+    /// Every day from 1970 to 2400, against a calendar counted one day at a
+    /// time with its own leap rule: the civil-date arithmetic is checked on
+    /// every month, every leap rule (4, 100, 400) and both ends of each month.
+    #[test]
+    fn every_day_from_1970_to_2400_is_the_right_second() {
+        const NAMES: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let mut epoch_day: u64 = 0;
+        for year in 1970..2400i64 {
+            let leap = year % 400 == 0 || (year % 100 != 0 && year % 4 == 0);
+            for (index, name) in NAMES.iter().enumerate() {
+                let length = match index + 1 {
+                    2 if leap => 29,
+                    2 => 28,
+                    4 | 6 | 9 | 11 => 30,
+                    _ => 31,
+                };
+                for day in 1..=length {
+                    let form = format!("Mon, {day:02} {name} {year} 13:07:59 GMT");
+                    let want = at(epoch_day * 86_400 + 13 * 3600 + 7 * 60 + 59);
+                    assert_eq!(parse_http_date(&form), Some(want), "{form}");
+                    epoch_day += 1;
+                }
+                // The day after the month's last is not a date.
+                let past = format!("Mon, {} {name} {year} 00:00:00 GMT", length + 1);
+                assert_eq!(parse_http_date(&past), None, "{past}");
+            }
+        }
+    }
+
+    #[test]
+    fn time_of_day_and_year_bounds() {
+        let day = |t: &str| parse_http_date(&format!("Thu, 01 Jan 1970 {t} GMT"));
+        assert_eq!(day("23:59:59"), Some(at(86_399)));
+        assert_eq!(day("23:59:60"), Some(at(86_400)), "a leap second");
+        assert_eq!(day("00:00:61"), None);
+        assert_eq!(day("00:60:00"), None);
+        assert_eq!(day("24:00:00"), None);
+        assert_eq!(day("00:00"), None);
+        assert_eq!(day("00:00:00:00"), None);
+        assert_eq!(day("aa:00:00"), None);
+        assert_eq!(parse_http_date("Wed, 31 Dec 1969 23:59:59 GMT"), None);
+        assert_eq!(parse_http_date("Sat, 01 Jan 10000 00:00:00 GMT"), None);
+        assert_eq!(parse_http_date("Thu, 00 Jan 1970 00:00:00 GMT"), None);
+        // IMF-fixdate and RFC 850 need the comma after the weekday.
+        assert_eq!(parse_http_date("Thu 01 Jan 1970 00:00:00 GMT"), None);
+        assert_eq!(parse_http_date("Thursday 01-Jan-70 00:00:00 GMT"), None);
+    }
+
+    #[test]
+    fn rfc_850_two_digit_years_and_shape() {
+        let year_start = |yy: &str| parse_http_date(&format!("Thursday, 01-Jan-{yy} 00:00:00 GMT"));
+        assert_eq!(year_start("70"), Some(at(0)));
+        // 2069-01-01 and 1999-01-01.
+        assert_eq!(year_start("69"), Some(at(3_124_224_000)));
+        assert_eq!(year_start("99"), Some(at(915_148_800)));
+        assert_eq!(year_start("00"), Some(at(946_684_800)));
+        assert_eq!(year_start("1970"), None, "four digits is not RFC 850");
+        assert_eq!(year_start("7"), None);
+        assert_eq!(
+            parse_http_date("Thursday, 01-Jan-70-1 00:00:00 GMT"),
+            None,
+            "a fourth part"
+        );
+        assert_eq!(parse_http_date("Thursday, 01-Jan 00:00:00 GMT"), None);
+        // asctime: day without padding, year last.
+        assert_eq!(parse_http_date("Thu Jan  1 00:00:01 1970"), Some(at(1)));
+        assert_eq!(parse_http_date("Thu Jan  1 00:00:01 19x0"), None);
+    }
+
+    #[test]
+    fn too_long_names_both_figures() {
+        let err = TooLong {
+            demanded: Duration::from_secs(120),
+            remaining: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            err.to_string(),
+            "server demanded a wait of 120 s (Retry-After), longer than the 2.500 s left"
+        );
+    }
 }

@@ -108,7 +108,12 @@ fn run(args: &Args, stopped: &AtomicBool) -> anyhow::Result<Report> {
             bail!("cargo build --release failed");
         }
     }
-    let bin_dir = root.join("target/release");
+    // Where `cargo build --release` put the bins: CARGO_TARGET_DIR when it
+    // is set (relative to the workspace, as cargo reads it), else target/.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let bin_dir = target_dir.join("release");
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
 
     let machine = machine();
