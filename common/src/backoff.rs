@@ -264,6 +264,9 @@ mod tests {
             narrow
         );
         assert_eq!(uniform(&mut rng, 5 * MS, 5 * MS), 5 * MS);
+        // One whole millisecond fits (4.5 ms rounds up to 5, 5.7 ms down to 5).
+        let us = Duration::from_micros;
+        assert_eq!(uniform(&mut rng, us(4500), us(5700)), 5 * MS);
     }
 
     #[test]
