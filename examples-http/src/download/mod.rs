@@ -92,6 +92,8 @@ use crate::fetch::error_chain;
 
 mod part;
 mod support;
+#[cfg(test)]
+mod tests;
 
 use self::part::{Part, Validator};
 use self::support::{ContentRange, content_range, hash_prefix, sync_parent};

@@ -127,3 +127,93 @@ pub fn file_name_for(url: &Url) -> String {
         name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Option<ContentRange> {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_RANGE,
+            header::HeaderValue::from_str(value).unwrap(),
+        );
+        content_range(&headers)
+    }
+
+    #[test]
+    fn content_range_reads_both_forms_and_refuses_the_rest() {
+        let bytes = |start, end, total| Some(ContentRange::Bytes { start, end, total });
+        assert_eq!(parse("bytes 0-99/100"), bytes(0, 99, Some(100)));
+        assert_eq!(parse("bytes 5-5/*"), bytes(5, 5, None), "one byte");
+        assert_eq!(parse(" bytes 10 - 20 / 30 "), bytes(10, 20, Some(30)));
+        assert_eq!(parse("bytes */1234"), Some(ContentRange::Unsatisfied(1234)));
+        for bad in [
+            "bytes 20-10/30", // END before START
+            "bytes */*",      // an unsatisfied range needs its total
+            "bytes 0-99",     // no total
+            "bits 0-99/100",  // another unit
+            "bytes 0-x/100",
+            "bytes x-9/100",
+            "bytes 0-99/many",
+            "bytes 99/100",
+            "bytes -1-9/100",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert_eq!(content_range(&header::HeaderMap::new()), None);
+        let mut opaque = header::HeaderMap::new();
+        opaque.insert(
+            header::CONTENT_RANGE,
+            header::HeaderValue::from_bytes(b"bytes 0-1/\xff").unwrap(),
+        );
+        assert_eq!(content_range(&opaque), None, "not visible ASCII");
+    }
+
+    #[test]
+    fn part_path_hex_and_sha256_values() {
+        assert_eq!(
+            part_path(Path::new("/tmp/x/file.tar.gz")),
+            Path::new("/tmp/x/file.tar.gz.part")
+        );
+        assert_eq!(part_path(Path::new("plain")), Path::new("plain.part"));
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+        let sha = "0123456789abcdefABCDEF".repeat(3);
+        let sha = &sha[..64];
+        assert_eq!(parse_sha256(sha).unwrap(), sha.to_ascii_lowercase());
+        for bad in [&sha[..63], &format!("{sha}0"), &format!("{}g", &sha[..63])] {
+            let err = parse_sha256(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("got {} characters", bad.len())),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_names_are_capped_at_100_and_dots_only_is_download() {
+        let url = |path: &str| Url::parse(&format!("http://h/{path}")).unwrap();
+        assert_eq!(file_name_for(&url(&"a".repeat(150))), "a".repeat(100));
+        assert_eq!(file_name_for(&url("...")), "download");
+        assert_eq!(file_name_for(&url("a..")), "a..");
+        assert_eq!(
+            file_name_for(&url("x/y//")),
+            "y",
+            "the last non-empty segment"
+        );
+    }
+
+    #[tokio::test]
+    async fn hash_prefix_hashes_only_the_first_len_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        // More than one 64 KiB read, so the loop runs more than once.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let got = hash_prefix(&path, 150_000).await.unwrap().finalize();
+        assert_eq!(hex(&got), hex(&Sha256::digest(&data[..150_000])));
+        assert!(hash_prefix(&dir.path().join("absent"), 1).await.is_err());
+        sync_parent(&path).await; // best effort: must not fail or hang
+    }
+}
