@@ -162,6 +162,15 @@ enum Hostile {
     Hang,
     /// 200 whose body arrives one byte every 200 ms.
     SlowBody,
+    /// 200 with a valid user padded with spaces to exactly this many bytes,
+    /// framed by Content-Length (`chunked: false`) or in 1000-byte chunks.
+    Exact { len: usize, chunked: bool },
+}
+
+/// A valid `User` padded with trailing spaces (still valid JSON) to `len` bytes.
+fn padded_user(len: usize) -> String {
+    let user = r#"{"login":"x","id":1,"name":null,"public_repos":0,"followers":0}"#;
+    format!("{user:<len$}")
 }
 
 /// Serves `mode` on an ephemeral loopback port; returns the base URL.
@@ -206,6 +215,30 @@ async fn hostile(mode: Hostile) -> reqwest::Url {
                         std::future::pending::<()>().await;
                     }
                     Hostile::Hang => std::future::pending::<()>().await,
+                    Hostile::Exact { len, chunked } => {
+                        let body = padded_user(len);
+                        let framing = if chunked {
+                            "transfer-encoding: chunked".to_owned()
+                        } else {
+                            format!("content-length: {len}")
+                        };
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{framing}\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        if chunked {
+                            for piece in body.as_bytes().chunks(1000) {
+                                let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                                chunk.extend_from_slice(piece);
+                                chunk.extend_from_slice(b"\r\n");
+                                let _ = socket.write_all(&chunk).await;
+                                let _ = socket.flush().await;
+                            }
+                            let _ = socket.write_all(b"0\r\n\r\n").await;
+                        } else {
+                            let _ = socket.write_all(body.as_bytes()).await;
+                        }
+                    }
                     Hostile::SlowBody => {
                         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
                         let _ = socket.write_all(head.as_bytes()).await;
@@ -330,6 +363,29 @@ async fn an_endless_body_is_cut_at_the_cap() {
         hostile_client(hostile(Hostile::EndlessChunked).await, LONG, 0).with_max_body(64 << 10);
     let err = within(LONG, api.user("x")).await.unwrap_err();
     assert_eq!(err, ApiError::BodyTooLarge);
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_the_cap_is_accepted_either_framing() {
+    const CAP: usize = 8000;
+    for chunked in [false, true] {
+        let at_cap = hostile(Hostile::Exact { len: CAP, chunked }).await;
+        let api = hostile_client(at_cap, LONG, 0).with_max_body(CAP);
+        let user = within(LONG, api.user("x")).await;
+        assert_eq!(
+            user.map(|u| u.login),
+            Ok("x".to_owned()),
+            "chunked: {chunked}"
+        );
+        let over = hostile(Hostile::Exact {
+            len: CAP + 1,
+            chunked,
+        })
+        .await;
+        let api = hostile_client(over, LONG, 0).with_max_body(CAP);
+        let err = within(LONG, api.user("x")).await.unwrap_err();
+        assert_eq!(err, ApiError::BodyTooLarge, "chunked: {chunked}");
+    }
 }
 
 #[tokio::test]

@@ -55,6 +55,13 @@ pub(super) fn validator_path(part: &Path) -> PathBuf {
     part.with_file_name(name)
 }
 
+/// True when `path` still names the file `ours` describes (same device and
+/// inode): it was not renamed, removed or replaced since we opened it.
+fn still_at(path: &Path, ours: &std::fs::Metadata) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|now| now.dev() == ours.dev() && now.ino() == ours.ino())
+}
+
 impl Part {
     /// Opens (creating it empty) and locks `path`, or fails at once with
     /// [`DownloadError::Busy`] when another download holds it.
@@ -84,9 +91,8 @@ impl Part {
         }
         // The holder may have renamed or removed the file between our open
         // and our lock: then the lock we hold protects nothing.
-        match std::fs::symlink_metadata(path) {
-            Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
-            _ => return Err(DownloadError::Busy(path.to_path_buf())),
+        if !still_at(path, &ours) {
+            return Err(DownloadError::Busy(path.to_path_buf()));
         }
         Ok(Self {
             file,
@@ -195,5 +201,115 @@ impl Part {
         // download truncates and rewrites both.
         let _ = self.forget_validator();
         Ok(())
+    }
+}
+
+// Equivalent mutant (cargo mutants on this file):
+// - `LOCK_EX | LOCK_NB` -> `LOCK_EX ^ LOCK_NB`: the two flags are distinct
+//   bits, so `|` and `^` give the same value.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locked(dir: &tempfile::TempDir) -> Part {
+        Part::lock(&dir.path().join("f.part")).unwrap()
+    }
+
+    #[test]
+    fn a_lock_protects_only_the_file_still_at_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.part");
+        let part = locked(&dir);
+        let ours = part.file.metadata().unwrap();
+        assert!(still_at(&path, &ours));
+        // Replaced by another file on the same device: same dev, new inode.
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        assert!(!still_at(&path, &ours), "gone");
+        std::fs::write(&path, b"other").unwrap();
+        assert!(!still_at(&path, &ours), "another file");
+        // The lock is held: a second one is refused while the first lives.
+        let other = dir.path().join("moved");
+        assert!(matches!(Part::lock(&other), Err(DownloadError::Busy(_))));
+        drop(part);
+        assert!(Part::lock(&other).is_ok(), "released with the descriptor");
+    }
+
+    fn validator_text(dir: &tempfile::TempDir, text: &str) -> Option<Validator> {
+        let part = locked(dir);
+        std::fs::write(&part.validator_path, text).unwrap();
+        part.validator()
+    }
+
+    #[test]
+    fn a_validator_file_is_trusted_only_when_whole_and_well_formed() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = Validator {
+            if_range: "\"v1\"".into(),
+            total: Some(9),
+        };
+        assert_eq!(
+            validator_text(&dir, "if-range: \"v1\"\nlength: 9\nend\n"),
+            Some(whole)
+        );
+        assert_eq!(
+            validator_text(&dir, "if-range: \"v1\"\nend\n").map(|v| v.total),
+            Some(None),
+            "the length is optional"
+        );
+        for bad in [
+            "if-range: \"v1\"\nlength: 9\n",         // cut before "end"
+            "if-range: \"v1\"\ngarbage\nend\n",      // an unknown line
+            "if-range: \"v1\"\nlength: nine\nend\n", // a bad length
+            "length: 9\nend\n",                      // no validator
+            "",
+        ] {
+            assert_eq!(validator_text(&dir, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn restart_forgets_the_old_validator_and_saves_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut part = locked(&dir);
+        let v = Validator {
+            if_range: "Sun, 06 Nov 1994 08:49:37 GMT".into(),
+            total: None,
+        };
+        std::fs::write(&part.path, b"old bytes").unwrap();
+        part.restart(Some(&v)).unwrap();
+        assert_eq!(part.len().unwrap(), 0, "truncated");
+        assert_eq!(part.validator(), Some(v));
+        part.restart(None).unwrap();
+        assert_eq!(
+            part.validator(),
+            None,
+            "no validator: these bytes are nobody's"
+        );
+        assert!(!part.validator_path.exists());
+        // A validator path that cannot be removed is an error, not ignored.
+        std::fs::create_dir(&part.validator_path).unwrap();
+        assert!(matches!(part.restart(None), Err(DownloadError::Io { .. })));
+    }
+
+    #[test]
+    fn commit_renames_and_removes_the_validator_discard_removes_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        let mut part = locked(&dir);
+        let v = Validator {
+            if_range: "\"v\"".into(),
+            total: Some(3),
+        };
+        part.restart(Some(&v)).unwrap();
+        std::fs::write(&part.path, b"abc").unwrap();
+        let validator_path = part.validator_path.clone();
+        part.commit(&dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        assert!(!validator_path.exists());
+        let mut part = locked(&dir);
+        part.restart(Some(&v)).unwrap();
+        let (path, validator_path) = (part.path.clone(), part.validator_path.clone());
+        part.discard();
+        assert!(!path.exists() && !validator_path.exists());
     }
 }
