@@ -159,6 +159,132 @@ async fn a_checksum_mismatch_is_an_error_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn retries_pause_longer_each_time_and_stop_before_the_deadline() {
+    // Always 503: transient, so only the retry count or the deadline ends
+    // it. Pauses are 200 ms x attempt: requests at 0, 0.2, 0.6 and 1.2 s;
+    // the next pause (0.8 s) would end past the 1.8 s deadline, so the call
+    // gives up at 1.2 s, with four requests made (not eleven), and returns
+    // before its deadline rather than sleeping into it.
+    let (sandbox, dir) = setup().await;
+    let dest = dir.path().join("unavailable.bin");
+    let deadline = Duration::from_millis(1800);
+    let with_deadline = DownloadOptions {
+        retries: 10,
+        deadline: Some(deadline),
+        ..options()
+    };
+    let before = sandbox.stats().requests;
+    let started = std::time::Instant::now();
+    let err = get(&sandbox, "/status/503", &dest, &with_deadline)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < deadline, "{:?}", started.elapsed());
+    assert!(
+        matches!(err, DownloadError::Deadline(d) if d == deadline),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.stats().requests - before, 4);
+    // Without a deadline the retry count ends it: 1 + 2 requests.
+    let two_retries = DownloadOptions {
+        retries: 2,
+        ..options()
+    };
+    let before = sandbox.stats().requests;
+    let err = get(&sandbox, "/status/503", &dest, &two_retries)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::Status(s) if s.as_u16() == 503),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.stats().requests - before, 3);
+    assert!(!part_path(&dest).exists());
+}
+
+#[tokio::test]
+async fn a_stale_part_without_a_validator_is_dropped_even_when_the_server_fails() {
+    let (sandbox, dir) = setup().await;
+    let dest = dir.path().join("stale-then-404.bin");
+    std::fs::write(part_path(&dest), b"bytes of nobody knows what").unwrap();
+    let err = get(&sandbox, "/status/404", &dest, &options())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::Status(_)), "{err:?}");
+    assert!(
+        !part_path(&dest).exists(),
+        "unverifiable bytes are not kept"
+    );
+}
+
+#[tokio::test]
+async fn a_cut_before_the_first_byte_retries_the_whole_file_not_a_range() {
+    // The first response is cut after its headers: the `.part` has a
+    // validator but no bytes, so the retry asks for the file, not bytes=0-.
+    let server = local::start(local::Mode::Etag {
+        len: 20_000,
+        cut_first: 1,
+        cut_after: 0,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("cut-at-zero.bin");
+    let once_more = DownloadOptions {
+        retries: 1,
+        ..options()
+    };
+    let done = fetch(&server.url("/cut-at-zero.bin"), &dest, &once_more)
+        .await
+        .unwrap();
+    assert_eq!(done.resumed_from, 0);
+    let retry = server.head(1).to_ascii_lowercase();
+    assert!(!retry.contains("range:"), "{retry}");
+    assert_eq!(std::fs::read(&dest).unwrap(), local::content(0, 20_000));
+}
+
+#[tokio::test]
+async fn an_unannounced_body_is_held_to_max_size_as_it_streams() {
+    // Chunked (no Content-Length), so only the streaming check can see it.
+    let (sandbox, dir) = setup().await;
+    let limit = DownloadOptions {
+        max_size: Some(10_000),
+        ..options()
+    };
+    let dest = dir.path().join("at-limit.bin");
+    let done = get(
+        &sandbox,
+        "/bytes/10000?no_length=1&chunk_size=1000",
+        &dest,
+        &limit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.bytes, 10_000, "exactly the limit is allowed");
+    let dest = dir.path().join("over-limit.bin");
+    let err = get(
+        &sandbox,
+        "/bytes/10500?no_length=1&chunk_size=1000",
+        &dest,
+        &limit,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DownloadError::TooLarge {
+                limit: 10_000,
+                announced: None
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        !dest.exists() && !part_path(&dest).exists(),
+        "nothing is kept"
+    );
+}
+
+#[tokio::test]
 async fn a_404_is_an_error_and_nothing_is_saved() {
     let (sandbox, dir) = setup().await;
     let dest = dir.path().join("missing.html");

@@ -543,8 +543,7 @@ async fn stream(
     part: &Path,
     progress: &dyn Progress,
 ) -> Result<(), DownloadError> {
-    // The minimum rate is judged per window: (window start, bytes then).
-    let mut window = (Instant::now(), *written);
+    let mut rate = RateWindow::new(Instant::now(), *written, limits.idle, options.min_rate);
     loop {
         let chunk = match limits.within(response.chunk()).await? {
             Err(err) => return Err(DownloadError::Transport(error_chain(&err))),
@@ -568,18 +567,50 @@ async fn stream(
             });
         }
         notify(|| progress.advanced(chunk.len() as u64))?;
-        let elapsed = window.0.elapsed();
-        if options.min_rate > 0 && elapsed >= limits.idle {
-            let bytes = *written - window.1;
-            if (bytes as f64) < options.min_rate as f64 * elapsed.as_secs_f64() {
-                return Err(DownloadError::TooSlow {
-                    bytes,
-                    window: elapsed,
-                    min_rate: options.min_rate,
-                });
-            }
-            window = (Instant::now(), *written);
+        rate.check(Instant::now(), *written)?;
+    }
+}
+
+/// The minimum-rate rule: each window of `length` (the idle timeout) must
+/// bring `min_rate x length` bytes. Judged when a chunk arrives; a window
+/// with no chunk at all is the idle timeout's to end.
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    /// When the current window began, and the bytes written by then.
+    start: Instant,
+    bytes_at_start: u64,
+    length: Duration,
+    /// Bytes per second; 0 turns the rule off.
+    min_rate: u64,
+}
+
+impl RateWindow {
+    fn new(start: Instant, bytes_at_start: u64, length: Duration, min_rate: u64) -> Self {
+        Self {
+            start,
+            bytes_at_start,
+            length,
+            min_rate,
         }
+    }
+
+    /// `written` bytes in all at `now`: too slow, or fine (and a window
+    /// that is over starts the next one).
+    fn check(&mut self, now: Instant, written: u64) -> Result<(), DownloadError> {
+        let elapsed = now.saturating_duration_since(self.start);
+        if self.min_rate == 0 || elapsed < self.length {
+            return Ok(());
+        }
+        let bytes = written.saturating_sub(self.bytes_at_start);
+        if (bytes as f64) < self.min_rate as f64 * elapsed.as_secs_f64() {
+            return Err(DownloadError::TooSlow {
+                bytes,
+                window: elapsed,
+                min_rate: self.min_rate,
+            });
+        }
+        *self = Self::new(now, written, self.length, self.min_rate);
+        Ok(())
     }
 }
 

@@ -450,3 +450,35 @@ async fn expired_names_the_deadline_from_the_moment_it_passes() {
         "at the deadline itself"
     );
 }
+
+#[test]
+fn the_minimum_rate_is_judged_per_window_from_its_own_start() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    // 1000 bytes/s over 1 s windows, starting with 5000 bytes already there
+    // (a resume): only what arrives in the window counts.
+    let mut rate = RateWindow::new(t0, 5000, SEC, 1000);
+    assert!(
+        rate.check(at(10), 5000).is_ok(),
+        "a window is judged only at its end"
+    );
+    assert!(rate.check(at(999), 5001).is_ok());
+    // Exactly the minimum is enough: 1000 bytes in 1 s.
+    assert!(rate.check(at(1000), 6000).is_ok());
+    // A new window began at 1 s with 6000: 999 more bytes by 2 s is too few.
+    match rate.check(at(2000), 6999) {
+        Err(DownloadError::TooSlow {
+            bytes,
+            window,
+            min_rate,
+        }) => assert_eq!((bytes, window, min_rate), (999, SEC, 1000)),
+        other => panic!("{other:?}"),
+    }
+    // Off: no amount of silence is too slow.
+    let mut off = RateWindow::new(t0, 0, SEC, 0);
+    assert!(off.check(at(60_000), 0).is_ok());
+    // A long window is judged against its whole length: 1500 bytes in 1.5 s.
+    let mut long = RateWindow::new(t0, 0, SEC, 1000);
+    assert!(long.check(at(1500), 1500).is_ok());
+    assert!(long.check(at(3000), 2999).is_err(), "1499 bytes in 1.5 s");
+}
