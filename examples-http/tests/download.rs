@@ -1,5 +1,14 @@
 //! Streaming downloads against the loopback sandbox (real time): the final
 //! path holds a complete, verified file or nothing.
+//!
+//! Equivalent mutants (cargo mutants on `src/download/mod.rs`):
+//! - `WRITE_BUFFER`'s `1 << 20` to `1 >> 20` (0): an unbuffered BufWriter
+//!   writes each chunk straight through; the same bytes reach the file.
+//! - `Progress::started` and `Progress::advanced` (the trait's defaults)
+//!   replaced with `()`: the defaults already do nothing.
+//! - `existing > 0` to `existing >= 0` before the validator-less restart:
+//!   restarting an empty `.part` truncates nothing, and a malformed
+//!   validator file is removed by the fresh start's own restart anyway.
 
 use std::path::Path;
 use std::time::Duration;
