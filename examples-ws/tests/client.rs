@@ -6,6 +6,12 @@
 //! tests take milliseconds. (Real sockets would let the paused clock jump
 //! while the OS works; see DEPENDENCIES.md, pitfall 5.)
 //!
+//! Equivalent mutant (cargo mutants on `src/client/session.rs`):
+//! - `permit.is_none() && !events_gone` -> `||` before `try_reserve`: with a
+//!   permit already held, a second reservation replaces it (the first is
+//!   dropped and its slot released), so at most one slot is ever held and
+//!   reading goes on exactly as before.
+//!
 //! Equivalent mutants (cargo mutants on `src/client/delivery.rs`):
 //! - `Some(earlier) if earlier < connection` in `Client::deliver` -> `<=`
 //!   or `true`: connection numbers only grow, and `carrier` only holds a
@@ -134,6 +140,56 @@ async fn reconnect_delays_follow_the_capped_jittered_schedule() {
     assert_eq!(events.recv().await, None, "the task ends after giving up");
     // The only waiting was the backoff itself: exactly the sum of the delays.
     assert_eq!(started.elapsed(), total);
+}
+
+/// The first `hangs` attempts never finish their handshake; then `inner`.
+struct HangsFirst {
+    hangs: u32,
+    inner: Scripted,
+}
+
+impl Connect for HangsFirst {
+    type Io = DuplexStream;
+
+    async fn connect(&mut self) -> Result<WebSocketStream<DuplexStream>, WsError> {
+        if self.hangs > 0 {
+            self.hangs -= 1;
+            std::future::pending::<()>().await;
+        }
+        self.inner.connect().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_that_never_finishes_times_out_and_is_retried() {
+    let config = ClientConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..config()
+    };
+    let (servers_tx, mut servers) = mpsc::channel(8);
+    let connector = HangsFirst {
+        hangs: 2,
+        inner: Scripted {
+            script: VecDeque::new(),
+            servers: servers_tx,
+        },
+    };
+    let (client, mut events) = Client::spawn(connector, config, |n| vec![format!("hello {n}")]);
+    for attempt in 1..=2 {
+        match next(&mut events).await {
+            Event::ConnectFailed { error } => {
+                assert_eq!(error, "no handshake within 2s");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(next(&mut events).await, Event::Reconnecting { attempt: a, .. } if a == attempt)
+        );
+    }
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    let mut server = servers.recv().await.unwrap();
+    assert_eq!(read_texts(&mut server, 1).await, ["hello 1"]);
+    client.close().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -394,6 +450,92 @@ async fn a_slow_event_consumer_does_not_cause_a_false_pong_timeout() {
     tokio::spawn(async move { while let Some(Ok(_)) = server_rx.next().await {} });
     // The consumer is busy for 30 s: 10 heartbeat periods.
     time::sleep(Duration::from_secs(30)).await;
+    for i in 0..5 {
+        assert_eq!(next(&mut events).await, Event::Message(format!("news {i}")));
+    }
+    let quiet = time::timeout(Duration::from_secs(60), events.recv()).await;
+    assert!(quiet.is_err(), "a healthy server was dropped: {quiet:?}");
+}
+
+/// A server that keeps talking but never answers a ping is still dead:
+/// frames that arrive (and are read at once) do not extend a pong deadline.
+#[tokio::test(start_paused = true)]
+async fn a_chatty_server_that_never_answers_pings_is_still_detected() {
+    let config = ClientConfig {
+        heartbeat: Duration::from_secs(3),
+        pong_timeout: Duration::from_secs(2),
+        ..config()
+    };
+    let (_client, mut events, mut servers) = start(&[true], config);
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    let server = servers.recv().await.unwrap();
+    // Writes a frame a second and never reads, so no pong is ever sent.
+    let (mut server_tx, _server_rx) = server.split();
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        for i in 0.. {
+            if server_tx
+                .send(Message::text(format!("tick {i}")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let started = Instant::now();
+    let reason = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never found dead"
+        );
+        match time::timeout(Duration::from_secs(60), events.recv()).await {
+            Ok(Some(Event::Message(_))) => {}
+            Ok(Some(Event::Disconnected { reason })) => break reason,
+            other => panic!("never found dead: {other:?}"),
+        }
+    };
+    assert_eq!(reason, Disconnect::PongTimeout(Duration::from_secs(2)));
+    // The ping at 3 s, its deadline at 5 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
+
+/// 15.2, the other half: a ping already in flight when the consumer stalls
+/// gets a full deadline when reading resumes, because its pong may be
+/// queued behind the frames not yet read.
+#[tokio::test(start_paused = true)]
+async fn a_pong_queued_behind_unread_frames_is_waited_for_in_full() {
+    let config = ClientConfig {
+        // A heartbeat longer than the pong timeout: nothing but the resume
+        // itself may renew the suspended deadline.
+        heartbeat: Duration::from_secs(3),
+        pong_timeout: Duration::from_secs(1),
+        event_capacity: 1,
+        ..config()
+    };
+    let (_client, mut events, mut servers) = start(&[true; 4], config);
+    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
+    let server = servers.recv().await.unwrap();
+    let (mut server_tx, mut server_rx) = server.split();
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        // The client's first ping goes out at 3 s. Only after it is sent do
+        // the news follow, and only then is the ping read (and its pong
+        // queued): the pong arrives behind five frames.
+        time::sleep(Duration::from_millis(3500)).await;
+        for i in 0..5 {
+            server_tx
+                .send(Message::text(format!("news {i}")))
+                .await
+                .unwrap();
+        }
+        while let Some(Ok(_)) = server_rx.next().await {}
+        std::future::pending::<()>().await;
+    });
+    // The consumer is busy until long after the ping's first deadline (4 s),
+    // and comes back between two heartbeat ticks (30 s and 33 s).
+    time::sleep(Duration::from_millis(31_500)).await;
     for i in 0..5 {
         assert_eq!(next(&mut events).await, Event::Message(format!("news {i}")));
     }
