@@ -62,6 +62,15 @@ async fn invalid_rates_are_refused_before_connecting() {
         .await
         .unwrap_err();
     assert!(matches!(err, SharedLimitError::TooFast(_)), "{err:?}");
+    // Exactly the maximum is allowed: it gets as far as connecting (and the
+    // closed port refuses that).
+    let err = SharedLimiter::connect("redis://127.0.0.1:1", "k", "n", 10_000.0, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SharedLimitError::Unavailable { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -69,6 +78,13 @@ async fn invalid_rates_are_refused_before_connecting() {
 async fn the_shared_schedule_gives_the_burst_then_paces_needs_redis() {
     let key = unique("schedule");
     let limiter = limiter(&key, &key, 10.0, 3).await;
+    assert_eq!(limiter.key(), key);
+    // Debug names the key and the schedule (and never a password).
+    let shown = format!("{limiter:?}");
+    assert!(
+        shown.starts_with("SharedLimiter") && shown.contains(&key) && shown.contains("100000"),
+        "{shown}"
+    );
     let mut waits = Vec::new();
     for _ in 0..5 {
         waits.push(limiter.reserve().await.unwrap());
