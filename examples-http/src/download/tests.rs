@@ -387,7 +387,8 @@ fn check_dest_refuses_what_it_must_not_replace() {
 fn limits(idle: Duration, deadline: Option<Duration>) -> Limits {
     Limits {
         idle,
-        deadline: deadline.map(|d| (Instant::now() + d, d)),
+        // As `download` builds it: an overflowing deadline is none at all.
+        deadline: deadline.and_then(|d| Instant::now().checked_add(d).map(|at| (at, d))),
     }
 }
 
