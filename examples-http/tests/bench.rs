@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use examples_http::bench::{Control, SweepConfig, closed_loop, http_get, open_loop, sweep};
 use examples_http::demo::chart::sweep_svg;
+use futures::FutureExt;
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {
@@ -339,4 +340,84 @@ async fn a_sweep_cut_by_a_stop_reports_the_round_it_was_in() {
     let points = sweep(fake(ms(10), 0), &config, &control).await;
     assert_eq!(points.len(), 1);
     assert_eq!((points[0].concurrency, points[0].successes), (1, 10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_kinds_past_the_cap_are_counted_as_other() {
+    // One worker, so the kinds arrive in call order: 20 distinct errors.
+    let calls = Arc::new(AtomicU64::new(0));
+    let op = Arc::new(move || {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { Err::<(), String>(format!("kind {n}")) })
+    });
+    let run = closed_loop(op, 1, 20, &control()).await;
+    // The first 16 kinds keep their names; kinds 17-20 share `other`.
+    assert_eq!(run.errors.0.len(), 17);
+    assert_eq!(run.errors.0.get("other"), Some(&4));
+    assert_eq!(run.errors.0.get("kind 15"), Some(&1));
+    assert_eq!(run.errors.0.get("kind 16"), None);
+    assert_eq!(run.errors.total(), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_warms_up_at_its_widest_setting_and_does_not_measure_it() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let op = Arc::new(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        Box::pin(tokio::time::sleep(ms(10)).map(Ok::<(), &str>))
+    });
+    let config = SweepConfig {
+        concurrency: vec![1, 4],
+        requests: 8,
+        rounds: 1,
+        warmup: 8,
+    };
+    let started = Instant::now();
+    let points = sweep(op, &config, &control()).await;
+    // 8 warm-up calls, 4 at a time (20 ms), then 8 sequential (80 ms) and
+    // 8 four at a time (20 ms): 120 ms, 24 calls, 16 of them measured.
+    assert_eq!(calls.load(Ordering::Relaxed), 24);
+    assert_eq!(started.elapsed(), ms(120));
+    assert_eq!(points.iter().map(|p| p.requests).sum::<u64>(), 16);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ideal_speedup_is_relative_to_the_first_setting_and_capped_by_the_requests() {
+    let config = SweepConfig {
+        concurrency: vec![2, 8, 32],
+        requests: 16,
+        rounds: 1,
+        warmup: 0,
+    };
+    let points = sweep(fake(ms(10), 0), &config, &control()).await;
+    let ideal: Vec<f64> = points.iter().map(|p| p.ideal_speedup).collect();
+    // 8 / 2 = 4; 32 workers for 16 requests can do no better than 16.
+    assert_eq!(ideal, [1.0, 4.0, 8.0]);
+    let speedup: Vec<f64> = points.iter().map(|p| p.speedup).collect();
+    assert_eq!(speedup, [1.0, 4.0, 8.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_late_by_exactly_one_millisecond_is_not_a_late_start() {
+    // Due every 10 ms, served one at a time in 11 ms: request i is sent
+    // i ms late. Request 1 (exactly 1 ms) is on time; 2..=9 are late.
+    let run = open_loop(fake(ms(11), 0), 100.0, 10, 1, &control()).await;
+    assert_eq!(run.late_starts, 8);
+    assert_eq!((run.successes, run.not_sent), (10, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_loop_cut_by_a_stop_counts_what_it_never_sent() {
+    let control = control();
+    let stop = control.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(105)).await;
+        stop.cancel();
+    });
+    // Due at 0, 10, .., 100 ms before the stop: 11 sent, 39 never sent.
+    // The one sent at 100 ms was in flight and is dropped, not counted.
+    let run = open_loop(fake(ms(10), 0), 100.0, 50, 100, &control).await;
+    assert!(run.interrupted);
+    assert_eq!((run.not_sent, run.successes, run.requests), (39, 10, 10));
 }

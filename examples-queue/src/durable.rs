@@ -158,10 +158,16 @@ pub fn valid_queue_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The longest lease [`Store::connect`] accepts. A lease meets the
+/// consumer's clock (`claim + lease`) and PostgreSQL's intervals; a day is
+/// far past any handler that should hold one task.
+pub const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings of a [`Store`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How long a claim is valid without an extension.
+    /// How long a claim is valid without an extension: more than zero, at
+    /// most [`MAX_LEASE`] ([`Store::connect`] refuses anything else).
     pub lease: Duration,
     /// Retries after the first attempt (stored per task by the producer).
     pub max_retries: u32,
@@ -431,7 +437,9 @@ impl Tally {
 
 impl Store {
     /// Connects to `url` as `pq:<queue>:<role>:<pid>` and creates the
-    /// queue's schema if needed. `queue` must pass [`valid_queue_name`].
+    /// queue's schema if needed. `queue` must pass [`valid_queue_name`],
+    /// and `options.lease` be within (0, [`MAX_LEASE`]]; either is a
+    /// [`common::UsageError`], found before any connection is made.
     pub async fn connect(
         url: &str,
         queue: &str,
@@ -439,6 +447,13 @@ impl Store {
         options: Options,
     ) -> anyhow::Result<Self> {
         valid_queue_name(queue).map_err(common::UsageError::new)?;
+        if options.lease.is_zero() || options.lease > MAX_LEASE {
+            return Err(common::UsageError::new(format!(
+                "a lease must be more than 0 and at most {MAX_LEASE:?}, got {:?}",
+                options.lease
+            ))
+            .into());
+        }
         let owner = format!("pq:{queue}:{role}:{}", std::process::id());
         let connect = PgConnectOptions::from_str(url)
             .map_err(|err| common::UsageError::new(format!("invalid PostgreSQL URL: {err}")))?
@@ -801,7 +816,7 @@ where
 /// may still be valid (after that the lease expires and the task is
 /// redelivered, so giving up loses nothing).
 async fn record(store: &Store, tally: &Tally, lease: &Lease, ended: Ended, claimed_at: Instant) {
-    let give_up = claimed_at + store.options.lease.saturating_mul(3);
+    let give_up = give_up_at(claimed_at, store.options.lease);
     let mut tries = 0u32;
     loop {
         let written = match &ended {
@@ -841,7 +856,7 @@ async fn record(store: &Store, tally: &Tally, lease: &Lease, ended: Ended, claim
                 tally.db_errors.fetch_add(1, Relaxed);
                 let delay = store.options.backoff.exponential(tries);
                 tries = tries.saturating_add(1);
-                if Instant::now() + delay > give_up {
+                if !retry_in_time(Instant::now(), delay, give_up) {
                     tracing::warn!(
                         task = lease.job.id,
                         "giving the outcome up to lease expiry: {err:#}"
@@ -855,5 +870,144 @@ async fn record(store: &Store, tally: &Tally, lease: &Lease, ended: Ended, claim
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// When [`record`] stops retrying an outcome write: three lease lengths
+/// after the claim, well after the lease expired (the lease is bounded by
+/// [`MAX_LEASE`], so this fits an `Instant`).
+fn give_up_at(claimed_at: Instant, lease: Duration) -> Instant {
+    claimed_at + lease.saturating_mul(3)
+}
+
+/// A retry `delay` from `now` still starts by `give_up` (a delay past any
+/// `Instant` does not).
+fn retry_in_time(now: Instant, delay: Duration, give_up: Instant) -> bool {
+    now.checked_add(delay).is_some_and(|at| at <= give_up)
+}
+
+#[cfg(test)]
+mod tests {
+    //! What needs no database; the rest is in `tests/durable.rs`.
+    //!
+    //! Survivors not killed: `Store::owner`, `Store::options`,
+    //! `Store::notify` and `Store::drop_queue` are tested against
+    //! PostgreSQL in `tests/durable.rs`, which `cargo mutants` reaches with
+    //! `--test durable` and `DATABASE_URL`.
+
+    use super::*;
+
+    #[test]
+    fn a_queue_name_is_1_to_32_of_a_z_0_9_and_underscore_starting_with_a_letter() {
+        let longest = "q".repeat(MAX_QUEUE_NAME);
+        for good in ["a", "jobs", "a_1", "z9_", longest.as_str()] {
+            assert_eq!(valid_queue_name(good), Ok(()), "{good:?}");
+        }
+        let too_long = "q".repeat(MAX_QUEUE_NAME + 1);
+        for bad in [
+            "",
+            too_long.as_str(),
+            "1jobs",
+            "_jobs",
+            "Jobs",
+            "jobs-a",
+            "jobs;drop",
+            "jöbs",
+        ] {
+            let error = valid_queue_name(bad).unwrap_err();
+            assert!(error.contains("is not a queue name"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_counts_invariant_adds_every_state() {
+        let counts = Counts {
+            produced: 10,
+            done: 4,
+            dead: 3,
+            queued: 2,
+            leased: 1,
+        };
+        assert!(counts.invariant_holds());
+        assert!(!counts.idle());
+        for broken in [
+            Counts { done: 5, ..counts },
+            Counts { dead: 2, ..counts },
+            Counts {
+                queued: 0,
+                ..counts
+            },
+            Counts {
+                leased: 0,
+                ..counts
+            },
+        ] {
+            assert!(!broken.invariant_holds(), "{broken:?}");
+        }
+        let idle = Counts {
+            produced: 7,
+            done: 7,
+            ..Counts::default()
+        };
+        assert!(idle.idle() && idle.invariant_holds());
+        assert!(!Counts { queued: 1, ..idle }.idle());
+        assert!(!Counts { leased: 1, ..idle }.idle());
+    }
+
+    #[test]
+    fn an_outcome_write_is_retried_until_three_leases_after_the_claim() {
+        let claimed = Instant::now();
+        let give_up = give_up_at(claimed, Duration::from_secs(2));
+        assert_eq!(give_up, claimed + Duration::from_secs(6));
+        let at = |ms: u64| claimed + Duration::from_millis(ms);
+        // A retry that would start exactly at the deadline is still made.
+        assert!(retry_in_time(
+            at(5_900),
+            Duration::from_millis(100),
+            give_up
+        ));
+        assert!(retry_in_time(
+            at(1_000),
+            Duration::from_millis(100),
+            give_up
+        ));
+        assert!(!retry_in_time(
+            at(5_901),
+            Duration::from_millis(100),
+            give_up
+        ));
+        assert!(!retry_in_time(at(7_000), Duration::ZERO, give_up));
+        assert!(!retry_in_time(at(0), Duration::MAX, give_up));
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_zero_or_past_the_maximum_is_refused_before_connecting() {
+        // Port 1: a connection attempt would fail with another error.
+        let url = "postgres://postgres@127.0.0.1:1/test";
+        for lease in [
+            Duration::ZERO,
+            MAX_LEASE + Duration::from_millis(1),
+            Duration::MAX,
+        ] {
+            let options = Options {
+                lease,
+                ..Options::default()
+            };
+            let error = Store::connect(url, "jobs", "test", options)
+                .await
+                .unwrap_err();
+            let usage = error.downcast_ref::<common::UsageError>();
+            assert!(
+                usage.is_some_and(|u| u.to_string().contains("a lease must be")),
+                "{lease:?}: {error:#}"
+            );
+        }
+        let bad_name = Store::connect(url, "Jobs", "test", Options::default())
+            .await
+            .unwrap_err();
+        assert!(
+            bad_name.downcast_ref::<common::UsageError>().is_some(),
+            "{bad_name:#}"
+        );
     }
 }

@@ -406,3 +406,82 @@ async fn cancelled_operations_keep_the_counts_needs_postgres() {
     assert_eq!((counts.done, counts.dead), (produced, 0), "{report:?}");
     store.drop_queue().await.unwrap();
 }
+
+/// A store names its connections `pq:<queue>:<role>:<pid>` (they show in
+/// `pg_stat_activity`) and keeps its options; a push wakes an idle
+/// consumer through NOTIFY (its poll would take an hour); `drop_queue`
+/// removes the table and the sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set DATABASE_URL"]
+async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_postgres() {
+    let name = queue("wake");
+    let hour = Duration::from_secs(3600);
+    let options = Options {
+        poll_interval: hour,
+        ..fast()
+    };
+    let store = Store::connect(&url(), &name, "wake", options)
+        .await
+        .unwrap();
+    let owner = format!("pq:{name}:wake:{}", std::process::id());
+    assert_eq!(store.owner(), owner);
+    assert_eq!(store.options().poll_interval, hour);
+    let check = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            PgConnectOptions::from_str(&url())
+                .unwrap()
+                .application_name(&format!("check-{name}")),
+        )
+        .await
+        .unwrap();
+    let named: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&owner)
+            .fetch_one(&check)
+            .await
+            .unwrap();
+    assert!(named >= 1, "no connection named {owner}");
+
+    let (seen, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let handler = move |job: Job| {
+                let seen = seen.clone();
+                async move {
+                    _ = seen.send(job.payload);
+                    Ok(())
+                }
+            };
+            durable::consume(&store, 1, false, &stop, handler).await
+        }
+    });
+    let wait = Duration::from_secs(20);
+    for n in 1..=2 {
+        store.push_many(&[(0, json!(n))]).await.unwrap();
+        let got = timeout(wait, handled.recv()).await;
+        assert_eq!(got.ok().flatten(), Some(json!(n)), "push {n} woke no one");
+        // Long enough for the consumer's next claim to find nothing, so
+        // the next push can only reach it as a notification.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.cancel();
+    let report = timeout(LIMIT, consumer).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.completed, 2, "{report:?}");
+
+    store.drop_queue().await.unwrap();
+    let left: (bool, bool) =
+        sqlx::query_as("SELECT to_regclass($1) IS NULL, to_regclass($2) IS NULL")
+            .bind(format!("{name}_tasks"))
+            .bind(format!("{name}_lease_seq"))
+            .fetch_one(&check)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        (true, true),
+        "drop_queue left the table or the sequence"
+    );
+}

@@ -431,25 +431,38 @@ async fn a_slow_event_consumer_does_not_cause_a_false_pong_timeout() {
         event_capacity: 1,
         ..config()
     };
+    // The consumer is busy for 30 s: 10 heartbeat periods.
+    a_busy_consumer_keeps_a_healthy_server(config, Duration::ZERO, Duration::from_secs(30)).await;
+}
+
+/// Connects, has the server send five news frames `news_after` the
+/// connection (and only then read, which answers the client's pings),
+/// keeps the consumer away for `busy`, then checks that every frame
+/// arrived and that the connection stays up for a minute more.
+async fn a_busy_consumer_keeps_a_healthy_server(
+    config: ClientConfig,
+    news_after: Duration,
+    busy: Duration,
+) {
     let (_client, mut events, mut servers) = start(&[true; 4], config);
     assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
     let server = servers.recv().await.unwrap();
     let (mut server_tx, mut server_rx) = server.split();
     tokio::spawn(async move {
         use futures::SinkExt;
+        time::sleep(news_after).await;
         for i in 0..5 {
             server_tx
                 .send(Message::text(format!("news {i}")))
                 .await
                 .unwrap();
         }
-        // Keep the write half alive so the connection stays up.
+        // Reading makes tungstenite answer the client's pings; the write
+        // half stays alive, so the connection stays up.
+        while let Some(Ok(_)) = server_rx.next().await {}
         std::future::pending::<()>().await;
     });
-    // Reading makes tungstenite answer the client's pings.
-    tokio::spawn(async move { while let Some(Ok(_)) = server_rx.next().await {} });
-    // The consumer is busy for 30 s: 10 heartbeat periods.
-    time::sleep(Duration::from_secs(30)).await;
+    time::sleep(busy).await;
     for i in 0..5 {
         assert_eq!(next(&mut events).await, Event::Message(format!("news {i}")));
     }
@@ -514,33 +527,12 @@ async fn a_pong_queued_behind_unread_frames_is_waited_for_in_full() {
         event_capacity: 1,
         ..config()
     };
-    let (_client, mut events, mut servers) = start(&[true; 4], config);
-    assert_eq!(next(&mut events).await, Event::Connected { connection: 1 });
-    let server = servers.recv().await.unwrap();
-    let (mut server_tx, mut server_rx) = server.split();
-    tokio::spawn(async move {
-        use futures::SinkExt;
-        // The client's first ping goes out at 3 s. Only after it is sent do
-        // the news follow, and only then is the ping read (and its pong
-        // queued): the pong arrives behind five frames.
-        time::sleep(Duration::from_millis(3500)).await;
-        for i in 0..5 {
-            server_tx
-                .send(Message::text(format!("news {i}")))
-                .await
-                .unwrap();
-        }
-        while let Some(Ok(_)) = server_rx.next().await {}
-        std::future::pending::<()>().await;
-    });
-    // The consumer is busy until long after the ping's first deadline (4 s),
-    // and comes back between two heartbeat ticks (30 s and 33 s).
-    time::sleep(Duration::from_millis(31_500)).await;
-    for i in 0..5 {
-        assert_eq!(next(&mut events).await, Event::Message(format!("news {i}")));
-    }
-    let quiet = time::timeout(Duration::from_secs(60), events.recv()).await;
-    assert!(quiet.is_err(), "a healthy server was dropped: {quiet:?}");
+    // The client's first ping goes out at 3 s. Only after it is sent do
+    // the news follow, and only then is the ping read (and its pong
+    // queued): the pong arrives behind five frames. The consumer is busy
+    // until long after the ping's first deadline (4 s), and comes back
+    // between two heartbeat ticks (30 s and 33 s).
+    a_busy_consumer_keeps_a_healthy_server(config, ms(3500), ms(31_500)).await;
 }
 
 /// 15.4: clients built with the default config draw different jitter, so

@@ -559,3 +559,64 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What needs no Redis: the state a bus starts in and the join wait.
+    //! The rest is in `tests/bus.rs`, against a real Redis.
+    //!
+    //! Equivalent mutant: `serve_connection`'s first heartbeat at
+    //! `now - HEARTBEAT` instead of `now + HEARTBEAT` only sends one extra
+    //! PING on a connection whose SUBSCRIBE has just answered.
+
+    use super::*;
+
+    fn bus() -> Arc<Bus> {
+        let mut config = BusConfig::new("redis://127.0.0.1:1").unwrap();
+        config.join_wait = Duration::from_secs(5);
+        Bus::new(config)
+    }
+
+    #[test]
+    fn a_new_bus_is_connecting_and_its_debug_shows_its_stats() {
+        let bus = bus();
+        assert_eq!(bus.stats().state, BusState::Connecting);
+        let debug = format!("{bus:?}");
+        assert!(
+            debug.starts_with("Bus { stats: BusStats { state: Connecting"),
+            "{debug}"
+        );
+        bus.set_state(BusState::Up);
+        assert_eq!(bus.stats().state, BusState::Up);
+        bus.set_state(BusState::Down);
+        assert_eq!(bus.stats().state, BusState::Down);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_join_waits_for_its_subscribe_while_connecting_and_not_while_down() {
+        let bus = bus();
+        // Connecting, never confirmed: false after the whole join wait.
+        let started = tokio::time::Instant::now();
+        assert!(!bus.wait_subscribed("lobby").await);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // Confirmed part way through the wait: true then, not at its end.
+        let confirm = {
+            let bus = bus.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                bus.subscribed.send_modify(|set| {
+                    set.insert("lobby".to_owned());
+                });
+            }
+        };
+        let started = tokio::time::Instant::now();
+        let (joined, ()) = tokio::join!(bus.wait_subscribed("lobby"), confirm);
+        assert!(joined);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        // Down: false at once, even for a channel that was confirmed.
+        bus.set_state(BusState::Down);
+        let started = tokio::time::Instant::now();
+        assert!(!bus.wait_subscribed("lobby").await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+}
