@@ -1,5 +1,8 @@
 //! The load generators with fake operations on tokio's paused clock, and
 //! the SVG chart of a sweep.
+//!
+//! Equivalent mutant: `sweep`'s `warmup > 0` as `warmup >= 0` runs a
+//! closed loop of zero requests, which calls nothing and takes no time.
 
 use std::pin::Pin;
 use std::sync::Arc;

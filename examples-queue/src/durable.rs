@@ -447,13 +447,7 @@ impl Store {
         options: Options,
     ) -> anyhow::Result<Self> {
         valid_queue_name(queue).map_err(common::UsageError::new)?;
-        if options.lease.is_zero() || options.lease > MAX_LEASE {
-            return Err(common::UsageError::new(format!(
-                "a lease must be more than 0 and at most {MAX_LEASE:?}, got {:?}",
-                options.lease
-            ))
-            .into());
-        }
+        check_lease(options.lease)?;
         let owner = format!("pq:{queue}:{role}:{}", std::process::id());
         let connect = PgConnectOptions::from_str(url)
             .map_err(|err| common::UsageError::new(format!("invalid PostgreSQL URL: {err}")))?
@@ -873,6 +867,17 @@ async fn record(store: &Store, tally: &Tally, lease: &Lease, ended: Ended, claim
     }
 }
 
+/// A lease [`Store::connect`] accepts: more than zero, at most
+/// [`MAX_LEASE`].
+fn check_lease(lease: Duration) -> Result<(), common::UsageError> {
+    if lease.is_zero() || lease > MAX_LEASE {
+        return Err(common::UsageError::new(format!(
+            "a lease must be more than 0 and at most {MAX_LEASE:?}, got {lease:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// When [`record`] stops retrying an outcome write: three lease lengths
 /// after the claim, well after the lease expired (the lease is bounded by
 /// [`MAX_LEASE`], so this fits an `Instant`).
@@ -888,12 +893,10 @@ fn retry_in_time(now: Instant, delay: Duration, give_up: Instant) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! What needs no database; the rest is in `tests/durable.rs`.
-    //!
-    //! Survivors not killed: `Store::owner`, `Store::options`,
-    //! `Store::notify` and `Store::drop_queue` are tested against
-    //! PostgreSQL in `tests/durable.rs`, which `cargo mutants` reaches with
-    //! `--test durable` and `DATABASE_URL`.
+    //! What needs no database; the rest (`Store::owner`, `notify`,
+    //! `drop_queue`, everything `consume` does) is in `tests/durable.rs`,
+    //! against PostgreSQL: give `cargo mutants` `--test durable`,
+    //! `DATABASE_URL` and `-- -- --include-ignored`, or those survive.
 
     use super::*;
 
@@ -978,6 +981,17 @@ mod tests {
         ));
         assert!(!retry_in_time(at(7_000), Duration::ZERO, give_up));
         assert!(!retry_in_time(at(0), Duration::MAX, give_up));
+    }
+
+    #[test]
+    fn a_lease_is_more_than_zero_and_at_most_a_day() {
+        for lease in [Duration::from_nanos(1), Duration::from_secs(24 * 3600)] {
+            assert_eq!(check_lease(lease), Ok(()), "{lease:?}");
+        }
+        let day = Duration::from_secs(24 * 3600);
+        for lease in [Duration::ZERO, day + Duration::from_nanos(1), Duration::MAX] {
+            assert!(check_lease(lease).is_err(), "{lease:?}");
+        }
     }
 
     #[tokio::test]

@@ -485,3 +485,73 @@ async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_po
         "drop_queue left the table or the sequence"
     );
 }
+
+/// A write of an outcome that fails is retried while the lease is young,
+/// not given up to lease expiry: the first two `done` writes are refused by
+/// a trigger (a real database error), the third commits, and the task is
+/// done in its first attempt, its handler run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set DATABASE_URL"]
+async fn a_failed_outcome_write_is_retried_in_the_same_attempt_needs_postgres() {
+    let name = queue("rewrite");
+    let store = Store::connect(&url(), &name, "rewrite", fast())
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect_with(
+        PgConnectOptions::from_str(&url())
+            .unwrap()
+            .application_name(&format!("fault-{name}")),
+    )
+    .await
+    .unwrap();
+    // A sequence, not a table: nextval survives the failed statement's
+    // rollback, so the trigger refuses exactly the first two writes.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SEQUENCE {name}_faults;
+         CREATE FUNCTION {name}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF nextval('{name}_faults') <= 2 THEN
+                 RAISE EXCEPTION 'injected fault: done refused';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER {name}_refuse BEFORE UPDATE ON {name}_tasks
+             FOR EACH ROW WHEN (NEW.state = 'done') EXECUTE FUNCTION {name}_refuse();"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    push(&store, 1).await;
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let runs = runs.clone();
+        move |job: Job| {
+            runs.lock().unwrap().push(job.attempt);
+            async { Ok(()) }
+        }
+    };
+    let stop = CancellationToken::new();
+    let report = timeout(LIMIT, durable::consume(&store, 1, true, &stop, handler))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*runs.lock().unwrap(), [1], "{report:?}");
+    assert_eq!(
+        (report.completed, report.db_errors, report.lost_leases),
+        (1, 2, 0)
+    );
+    let attempts: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT attempts FROM {name}_tasks WHERE state = 'done'"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
+    store.drop_queue().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP FUNCTION {name}_refuse(); DROP SEQUENCE {name}_faults;"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
