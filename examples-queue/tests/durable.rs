@@ -14,7 +14,7 @@ use std::time::Duration;
 use examples_queue::durable::{self, Counts, Job, Options, Store};
 use rand::RngExt as _;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,20 @@ fn fast() -> Options {
         },
         ..Options::default()
     }
+}
+
+/// One connection beside the store's, named `application_name` (so a
+/// test's own checks and faults show apart in `pg_stat_activity`).
+async fn side_pool(application_name: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            PgConnectOptions::from_str(&url())
+                .unwrap()
+                .application_name(application_name),
+        )
+        .await
+        .unwrap()
 }
 
 async fn push(store: &Store, n: i64) {
@@ -207,7 +221,7 @@ async fn failing_tasks_are_retried_then_dead_with_the_last_error_needs_postgres(
         (counts.done, counts.dead, counts.queued, counts.leased),
         (3, 6, 0, 0)
     );
-    let pool = sqlx::PgPool::connect(&url()).await.unwrap();
+    let pool = side_pool(&format!("check-{name}")).await;
     let table = format!("{name}_tasks");
     let rows: Vec<(i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT attempts, last_error FROM {table} WHERE state = 'dead' ORDER BY id"
@@ -237,15 +251,7 @@ async fn terminated_backends_recover_needs_postgres() {
         .await
         .unwrap();
     push(&store, 300).await;
-    let killer = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            PgConnectOptions::from_str(&url())
-                .unwrap()
-                .application_name(&format!("killer-{name}")),
-        )
-        .await
-        .unwrap();
+    let killer = side_pool(&format!("killer-{name}")).await;
     let pattern = format!("pq:{name}:%");
     let kills = tokio::spawn(async move {
         let mut killed = 0;
@@ -426,15 +432,7 @@ async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_po
     let owner = format!("pq:{name}:wake:{}", std::process::id());
     assert_eq!(store.owner(), owner);
     assert_eq!(store.options().poll_interval, hour);
-    let check = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            PgConnectOptions::from_str(&url())
-                .unwrap()
-                .application_name(&format!("check-{name}")),
-        )
-        .await
-        .unwrap();
+    let check = side_pool(&format!("check-{name}")).await;
     let named: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
             .bind(&owner)
@@ -497,13 +495,7 @@ async fn a_failed_outcome_write_is_retried_in_the_same_attempt_needs_postgres() 
     let store = Store::connect(&url(), &name, "rewrite", fast())
         .await
         .unwrap();
-    let pool = sqlx::PgPool::connect_with(
-        PgConnectOptions::from_str(&url())
-            .unwrap()
-            .application_name(&format!("fault-{name}")),
-    )
-    .await
-    .unwrap();
+    let pool = side_pool(&format!("fault-{name}")).await;
     // A sequence, not a table: nextval survives the failed statement's
     // rollback, so the trigger refuses exactly the first two writes.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
