@@ -441,6 +441,7 @@ async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_po
             .unwrap();
     assert!(named >= 1, "no connection named {owner}");
 
+    // Unbounded but bounded by the test: it carries the two pushes' payloads.
     let (seen, mut handled) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let consumer = tokio::spawn({
@@ -449,6 +450,7 @@ async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_po
             let handler = move |job: Job| {
                 let seen = seen.clone();
                 async move {
+                    // Fails only once the test has stopped listening (failed).
                     _ = seen.send(job.payload);
                     Ok(())
                 }
