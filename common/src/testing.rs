@@ -1,4 +1,5 @@
-//! Test helpers shared by every crate's tests: systematic cancellation.
+//! Test helpers shared by every crate's tests: systematic cancellation,
+//! and [`capture_logs`] for the warnings that are a pattern's only output.
 //!
 //! A pattern is only right under cancellation if it keeps its invariants
 //! when its future is dropped at *any* await point, not only at the one the
@@ -30,7 +31,9 @@
 //! ```
 
 use std::future::Future;
+use std::io;
 use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 /// The most pending points [`cancel_at_every_await`] walks through before
@@ -92,6 +95,51 @@ where
     panic!("operation still pending after {MAX_POLLS} polls");
 }
 
+/// What [`capture_logs`] has captured so far.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Every line logged so far, without colours.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every `tracing` event at DEBUG and above that is logged on
+/// this thread until the guard drops. A warning that is a pattern's only
+/// sign of trouble (a drain that timed out, say) is behaviour, and a test
+/// can pin it.
+///
+/// The subscriber is this thread's default, not the global one: use it in
+/// a `current_thread` runtime (`#[tokio::test]`'s default), where spawned
+/// tasks run on this thread too, and tests running in parallel on other
+/// threads are not captured.
+#[must_use = "logs are captured only while the guard lives"]
+pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +174,27 @@ mod tests {
         assert_eq!(finished.load(Ordering::SeqCst), 1);
         assert_eq!(started.load(Ordering::SeqCst), 4); // n = 0 never polled
         assert_eq!(checks.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn logs_are_captured_on_this_thread_and_only_while_the_guard_lives() {
+        let (logs, guard) = capture_logs();
+        tracing::warn!(count = 2, "drain timed out");
+        tokio::spawn(async { tracing::debug!("from a task") })
+            .await
+            .unwrap();
+        // Another thread logs to its own default (none): not captured here.
+        std::thread::spawn(|| tracing::warn!("elsewhere"))
+            .join()
+            .unwrap();
+        drop(guard);
+        tracing::warn!("after the guard");
+        let text = logs.text();
+        assert!(text.contains("WARN") && text.contains("drain timed out count=2"));
+        assert!(text.contains("from a task"), "{text}");
+        assert!(!text.contains("elsewhere") && !text.contains("after the guard"));
+        assert!(!text.contains('\x1b'), "no colours: {text:?}");
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[tokio::test]

@@ -7,8 +7,7 @@
 //!
 //! Equivalent mutants (cargo mutants on `src/bank/std_mutex.rs`):
 //! - `from < to` -> `from <= to` in `transfer_now`: `from == to` was refused
-//!   above. `-> from > to`: highest account first is a total order too, so
-//!   it cannot deadlock either; only the documented order changes.
+//!   above. (`-> from > to` is caught by the module's lock-order unit test.)
 //! - The same `from < to` -> `from <= to` in `src/bank/tokio_mutex.rs`.
 
 use std::sync::Arc;

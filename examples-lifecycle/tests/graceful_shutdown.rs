@@ -7,15 +7,10 @@
 //!   returns, moments later; intake is already closed, and the connection
 //!   tasks are not its children, so nothing observable changes.
 //!
-//! Equivalent mutant (cargo mutants on `src/shutdown/listener.rs`):
-//! - The `Interrupted` guard in the backlog drain -> `false`: that
-//!   `accept(2)` is non-blocking, and EINTR interrupts only a call that
-//!   blocks, so the arm is never taken; it is there for portability.
-//! - `CountedStream::poll_flush` -> `Ready(Ok(()))`: it delegates to
-//!   tokio's `TcpStream::poll_flush`, which is exactly that (a socket has
-//!   no user-space buffer to flush).
-//! - `CountedStream::is_write_vectored` -> `true`: it delegates to
-//!   `TcpStream::is_write_vectored`, which is `true`.
+//! No equivalent mutant is listed for `src/shutdown/listener.rs`: its
+//! stream wrapper's delegation is unit-tested over in-memory streams, and
+//! the backlog drain no longer has an arm for EINTR, which std's `accept`
+//! retries itself.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

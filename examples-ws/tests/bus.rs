@@ -263,6 +263,7 @@ async fn needs_redis_a_killed_bus_connection_reconnects_resubscribes_and_tells_c
 // No Redis needed: nothing listens on port 1.
 #[tokio::test]
 async fn with_the_bus_down_a_message_is_refused_with_a_notice_and_the_client_stays() {
+    let (logs, _capture) = common::testing::capture_logs();
     let mut config = bus("redis://127.0.0.1:1", &unique("down"), &unique("down"));
     config.join_wait = Duration::from_millis(200);
     let instance = start(config).await;
@@ -286,6 +287,11 @@ async fn with_the_bus_down_a_message_is_refused_with_a_notice_and_the_client_sta
     assert_eq!(stats.bus.unwrap().refused, 1);
     assert_eq!(stats.published, 0, "nothing buffered, nothing delivered");
     assert_eq!(stats.open, 1, "the client keeps its connection");
+    let text = logs.text();
+    assert!(
+        text.contains("WARN") && text.contains("bus subscription not confirmed; joining anyway"),
+        "the join says it went ahead unconfirmed: {text}"
+    );
 }
 
 #[test]

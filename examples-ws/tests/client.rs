@@ -11,12 +11,6 @@
 //!   permit already held, a second reservation replaces it (the first is
 //!   dropped and its slot released), so at most one slot is ever held and
 //!   reading goes on exactly as before.
-//!
-//! Equivalent mutants (cargo mutants on `src/client/delivery.rs`):
-//! - `Some(earlier) if earlier < connection` in `Client::deliver` -> `<=`
-//!   or `true`: connection numbers only grow, and `carrier` only holds a
-//!   connection whose `Connected` event was already read, so the equal case
-//!   never arrives.
 
 use std::collections::VecDeque;
 use std::io;

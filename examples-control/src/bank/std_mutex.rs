@@ -161,3 +161,43 @@ impl Bank for StdMutexBank {
         Ok(self.audit_now())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, TryLockError};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Whether some other thread holds this account's lock right now.
+    fn held_elsewhere(bank: &StdMutexBank, id: AccountId) -> bool {
+        matches!(bank.slots[id].0.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    // The rule the module docs give: the lower account number first, in
+    // both directions. Seen from outside: while the higher account is
+    // busy, a transfer holds the lower one and waits for the higher.
+    #[test]
+    fn a_transfer_locks_the_lower_account_number_first_in_either_direction() {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let bank = Arc::new(StdMutexBank::new(&[Cents(100), Cents(100)]));
+            let higher = bank.slots[1].lock();
+            let transfer = std::thread::spawn({
+                let bank = Arc::clone(&bank);
+                move || bank.transfer_now(from, to, Cents(10))
+            });
+            let limit = Instant::now() + Duration::from_secs(10);
+            while !held_elsewhere(&bank, 0) {
+                assert!(
+                    Instant::now() < limit,
+                    "{from} -> {to}: the lower account was never locked while the higher was busy"
+                );
+                std::thread::yield_now();
+            }
+            drop(higher);
+            transfer.join().unwrap().unwrap();
+            assert_eq!(bank.balance_now(from), Ok(Cents(90)));
+            assert_eq!(bank.balance_now(to), Ok(Cents(110)));
+        }
+    }
+}

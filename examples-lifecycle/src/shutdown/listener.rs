@@ -120,15 +120,8 @@ impl IntakeListener {
     }
 
     fn wrap(&self, stream: TcpStream) -> CountedStream {
-        let c = &self.counters;
-        c.accepted.fetch_add(1, Ordering::Relaxed);
-        c.open.fetch_add(1, Ordering::Relaxed);
-        c.unread.fetch_add(1, Ordering::AcqRel);
-        CountedStream {
-            inner: stream,
-            counters: Arc::clone(&self.counters),
-            unread: true,
-        }
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        CountedStream::new(stream, &self.counters)
     }
 }
 
@@ -184,9 +177,9 @@ impl axum::serve::Listener for IntakeListener {
                         Err(err) => tracing::warn!("backlog connection dropped: {err}"),
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 // WouldBlock: the backlog is empty. Any other error: stop
                 // draining (what is left is reset when the socket closes).
+                // Never EINTR: std's `accept` retries that itself.
                 Err(_) => break,
             }
         }
@@ -208,16 +201,29 @@ impl axum::serve::Listener for IntakeListener {
     }
 }
 
-/// A `TcpStream` that keeps the open and unread counts.
+/// A stream (the listener's are `TcpStream`s) that keeps the open and
+/// unread counts. Generic so that its plain delegation is tested over
+/// streams whose flush and vectored writes differ from a socket's.
 #[derive(Debug)]
-pub struct CountedStream {
-    inner: TcpStream,
+pub struct CountedStream<S = TcpStream> {
+    inner: S,
     counters: Arc<ConnectionCounters>,
     // Not read a byte yet (counted in `ConnectionCounters::unread`).
     unread: bool,
 }
 
-impl CountedStream {
+impl<S> CountedStream<S> {
+    /// Counts `inner` as open and unread until it reads or drops.
+    fn new(inner: S, counters: &Arc<ConnectionCounters>) -> Self {
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        counters.unread.fetch_add(1, Ordering::AcqRel);
+        Self {
+            inner,
+            counters: Arc::clone(counters),
+            unread: true,
+        }
+    }
+
     fn mark_read(&mut self) {
         if std::mem::take(&mut self.unread) {
             self.counters.unread.fetch_sub(1, Ordering::AcqRel);
@@ -226,15 +232,15 @@ impl CountedStream {
     }
 }
 
-impl Drop for CountedStream {
+impl<S> Drop for CountedStream<S> {
     fn drop(&mut self) {
         self.mark_read();
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-// Plain delegation: TcpStream is Unpin, so Pin::new on the field is sound.
-impl AsyncRead for CountedStream {
+// Plain delegation: the stream is Unpin, so Pin::new on the field is sound.
+impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -251,7 +257,7 @@ impl AsyncRead for CountedStream {
     }
 }
 
-impl AsyncWrite for CountedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -278,5 +284,91 @@ impl AsyncWrite for CountedStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+
+    fn counters() -> Arc<ConnectionCounters> {
+        Arc::new(ConnectionCounters::default())
+    }
+
+    fn counts(c: &ConnectionCounters) -> (u64, u64) {
+        (
+            c.open.load(Ordering::Relaxed),
+            c.unread.load(Ordering::Relaxed),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_open_until_dropped_and_unread_until_its_first_read() {
+        let c = counters();
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut stream = CountedStream::new(near, &c);
+        assert_eq!(counts(&c), (1, 1));
+        far.write_all(b"GET").await.unwrap();
+        let mut buf = [0; 3];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!((&buf, counts(&c)), (b"GET", (1, 0)));
+        drop(stream);
+        assert_eq!(counts(&c), (0, 0), "a read stream is not unread twice");
+        // Dropped unread: both counts go back.
+        let (near, _far) = tokio::io::duplex(64);
+        drop(CountedStream::new(near, &c));
+        assert_eq!(counts(&c), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn writes_flushes_and_shutdowns_reach_the_inner_stream() {
+        let c = counters();
+        let (near, mut far) = tokio::io::duplex(64);
+        // A buffering inner stream: its bytes move only on flush.
+        let mut stream = CountedStream::new(BufWriter::new(near), &c);
+        stream.write_all(b"hello").await.unwrap();
+        let vectored = [io::IoSlice::new(b", "), io::IoSlice::new(b"world")];
+        let written = stream.write_vectored(&vectored).await.unwrap();
+        assert_eq!(written, 7, "BufWriter takes all of a small vectored write");
+        stream.flush().await.unwrap();
+        let mut buf = [0; 12];
+        let arrived = tokio::time::timeout(Duration::from_secs(10), far.read_exact(&mut buf)).await;
+        assert!(arrived.is_ok(), "nothing arrived: the flush stopped short");
+        assert_eq!(&buf, b"hello, world");
+        stream.shutdown().await.unwrap();
+        assert_eq!(far.read(&mut buf).await.unwrap(), 0, "shut down: EOF");
+    }
+
+    /// A writer with no vectored writes (the trait's default): a duplex
+    /// pipe and tokio's `BufWriter` both have them.
+    struct Unvectored(tokio::io::DuplexStream);
+
+    impl AsyncWrite for Unvectored {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_are_as_the_inner_stream_says() {
+        let c = counters();
+        let (near, _far) = tokio::io::duplex(64);
+        assert!(CountedStream::new(near, &c).is_write_vectored());
+        let (near, _far) = tokio::io::duplex(64);
+        let unvectored = CountedStream::new(Unvectored(near), &c);
+        assert!(!unvectored.is_write_vectored());
     }
 }

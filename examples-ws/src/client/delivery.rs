@@ -175,12 +175,12 @@ impl Client {
                 Event::Message(reply) if is_reply(&reply) => return Ok(Delivered { resent }),
                 Event::Connected { connection } => {
                     reply_by = deadline(config.reply_timeout);
+                    // `carrier` came from the events read before this one,
+                    // so this connect is a later connection than it
+                    // (`Events::connection` never runs ahead of the events).
                     match carrier {
                         None => carrier = Some(connection),
-                        Some(earlier) if earlier < connection => {
-                            resend_at = deadline(config.resend_after);
-                        }
-                        Some(_) => {}
+                        Some(_) => resend_at = deadline(config.resend_after),
                     }
                 }
                 Event::Disconnected { reason } => {

@@ -73,9 +73,11 @@ enum ToWriter {
     Notice(String),
 }
 
-/// Notices queued for one writer at most; more are dropped (the client is
-/// already being told the same thing).
-const NOTICE_QUEUE: usize = 4;
+/// Requests queued for one writer at most. A notice that finds the queue
+/// full is dropped (`try_send`: the client is already being told the same
+/// thing); the one Close waits for a slot (`send`: the writer is taking
+/// notices, or has ended and the send fails).
+const WRITER_QUEUE: usize = 4;
 
 /// Why the writer stopped.
 enum WriterEnd {
@@ -99,8 +101,7 @@ pub(crate) async fn serve_socket(
     let channel = subscription.channel.clone();
     tracing::debug!(channel = channel.name(), from, "client joined");
     let (sink, mut stream) = socket.split();
-    // Bounded: a few notices, then at most one close.
-    let (to_writer, close_rx) = mpsc::channel::<ToWriter>(NOTICE_QUEUE + 1);
+    let (to_writer, close_rx) = mpsc::channel::<ToWriter>(WRITER_QUEUE);
     let writer_done = CancellationToken::new();
     // The writer owns the subscription: dropping it (when the writer ends)
     // leaves the channel.
