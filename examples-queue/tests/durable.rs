@@ -24,8 +24,46 @@ fn url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL is set for needs_postgres tests")
 }
 
-fn queue(tag: &str) -> String {
-    format!("pqt_{tag}_{}", rand::rng().random_range(0..u32::MAX))
+/// A fresh queue name, and the guard that removes the queue's tables if
+/// the test fails (a passing test drops them itself, and checks it did).
+fn queue(tag: &str) -> (String, DropIfFailed) {
+    let name = format!("pqt_{tag}_{}", rand::rng().random_range(0..u32::MAX));
+    (name.clone(), DropIfFailed(name))
+}
+
+/// On a panic (a failed assertion), drops the test's queue and its fault
+/// objects, so a failing run leaves no `pqt_` tables on the shared server.
+/// On its own thread and runtime: the test's runtime is unwinding.
+struct DropIfFailed(String);
+
+impl Drop for DropIfFailed {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let name = self.0.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let store = Store::connect(&url(), &name, "cleanup", Options::default()).await?;
+                store.drop_queue().await?;
+                let faults = format!(
+                    "DROP FUNCTION IF EXISTS {name}_refuse() CASCADE; \
+                     DROP SEQUENCE IF EXISTS {name}_faults;"
+                );
+                // AssertSqlSafe: our own generated name, no other input.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(faults))
+                    .execute(&side_pool(&format!("pq:{name}:cleanup")).await)
+                    .await?;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not drop the failed test's queue {}: {err}", self.0);
+        }
+    }
 }
 
 fn fast() -> Options {
@@ -71,7 +109,7 @@ async fn push(store: &Store, n: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn two_consumers_never_hold_the_same_task_needs_postgres() {
-    let name = queue("two");
+    let (name, _cleanup) = queue("two");
     let a = Store::connect(&url(), &name, "a", fast()).await.unwrap();
     let b = Store::connect(&url(), &name, "b", fast()).await.unwrap();
     push(&a, 120).await;
@@ -143,7 +181,7 @@ async fn two_consumers_never_hold_the_same_task_needs_postgres() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn claims_follow_priority_then_fifo_and_ageing_needs_postgres() {
-    let name = queue("order");
+    let (name, _cleanup) = queue("order");
     let store = Store::connect(&url(), &name, "order", fast())
         .await
         .unwrap();
@@ -194,7 +232,7 @@ async fn claims_follow_priority_then_fifo_and_ageing_needs_postgres() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn failing_tasks_are_retried_then_dead_with_the_last_error_needs_postgres() {
-    let name = queue("dead");
+    let (name, _cleanup) = queue("dead");
     let store = Store::connect(&url(), &name, "dead", fast()).await.unwrap();
     push(&store, 9).await;
     let stop = CancellationToken::new();
@@ -246,7 +284,7 @@ async fn failing_tasks_are_retried_then_dead_with_the_last_error_needs_postgres(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn terminated_backends_recover_needs_postgres() {
-    let name = queue("term");
+    let (name, _cleanup) = queue("term");
     let store = Store::connect(&url(), &name, "consumer", fast())
         .await
         .unwrap();
@@ -298,7 +336,7 @@ async fn terminated_backends_recover_needs_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn a_stop_hands_unfinished_tasks_back_needs_postgres() {
-    let name = queue("stop");
+    let (name, _cleanup) = queue("stop");
     let store = Store::connect(&url(), &name, "stop", fast()).await.unwrap();
     push(&store, 2).await;
     let stop = CancellationToken::new();
@@ -344,7 +382,7 @@ async fn a_stop_hands_unfinished_tasks_back_needs_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn cancelled_operations_keep_the_counts_needs_postgres() {
-    let name = queue("cancel");
+    let (name, _cleanup) = queue("cancel");
     let options = Options {
         lease: Duration::from_millis(300),
         ..fast()
@@ -420,7 +458,7 @@ async fn cancelled_operations_keep_the_counts_needs_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_postgres() {
-    let name = queue("wake");
+    let (name, _cleanup) = queue("wake");
     let hour = Duration::from_secs(3600);
     let options = Options {
         poll_interval: hour,
@@ -493,7 +531,7 @@ async fn a_push_wakes_an_idle_consumer_and_drop_queue_removes_the_queue_needs_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: set DATABASE_URL"]
 async fn a_failed_outcome_write_is_retried_in_the_same_attempt_needs_postgres() {
-    let name = queue("rewrite");
+    let (name, _cleanup) = queue("rewrite");
     let store = Store::connect(&url(), &name, "rewrite", fast())
         .await
         .unwrap();
