@@ -6,9 +6,6 @@
 //!   the runner task's `JoinError`, which needs a bug in the runner (it
 //!   catches every task's panic) or an abort nobody can issue (its handle
 //!   is private). Both arms panic; only the message differs.
-//! - `src/supervisor/runner.rs`, the `Failed | Panicked` arm of the log in
-//!   `on_exit` deleted: that exit is then logged at info, not error; the
-//!   event, the status and the restart are the same.
 
 use std::time::Duration;
 
@@ -104,6 +101,7 @@ async fn the_seed_tasks_tick_at_the_seed_periods_and_warmup_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_task_is_restarted_with_backoff_and_reported() {
+    let (logs, _capture) = common::testing::capture_logs();
     let backoff = doubling(secs(1), secs(8));
     let specs = vec![TaskSpec::new(
         "crashy",
@@ -141,6 +139,15 @@ async fn a_panicking_task_is_restarted_with_backoff_and_reported() {
     assert_eq!(crashy.last_failure.as_deref(), Some("bad batch"));
     assert!(matches!(crashy.state, TaskState::BackingOff { .. }));
     assert!(!status.healthy());
+    // A death is an error in the log, every time.
+    let text = logs.text();
+    let died: Vec<_> = text.lines().filter(|l| l.contains("task died")).collect();
+    assert_eq!(died.len(), 4, "{text}");
+    assert!(
+        died.iter()
+            .all(|l| l.contains("ERROR") && l.contains("task=crashy")),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -202,6 +209,7 @@ async fn a_failed_task_with_policy_never_stays_down_and_is_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn always_restarts_a_task_that_returns_ok() {
+    let (logs, _capture) = common::testing::capture_logs();
     let backoff = doubling(secs(2), secs(60));
     let specs = vec![TaskSpec::new(
         "loop",
@@ -221,6 +229,15 @@ async fn always_restarts_a_task_that_returns_ok() {
     }
     assert_eq!(restarts, [secs(2), secs(4)]);
     assert_eq!(supervisor.status().task("loop").unwrap().restarts, 2);
+    // A run that returns Ok is news, not an error.
+    let text = logs.text();
+    let ended: Vec<_> = text.lines().filter(|l| l.contains("task ended")).collect();
+    assert!(ended.len() >= 2, "{text}");
+    assert!(ended.iter().all(|l| l.contains(" INFO ")), "{text}");
+    assert!(
+        !text.contains("task died") && !text.contains("ERROR"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
