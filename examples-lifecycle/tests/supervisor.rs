@@ -2,10 +2,11 @@
 //! backoff, liveness, and a stop that aborts what overruns its deadline.
 //!
 //! Equivalent mutants (cargo mutants on `src/supervisor.rs`):
-//! - The `err.is_panic()` guard in `Supervisor::stop` -> `true` or `false`:
-//!   the runner task's `JoinError`, which needs a bug in the runner (it
-//!   catches every task's panic) or an abort nobody can issue (its handle
-//!   is private). Both arms panic; only the message differs.
+//! - The `err.is_panic()` guard in `Supervisor::stop` -> `false`: a panic
+//!   of the runner task itself is then re-raised as "runner was
+//!   cancelled" instead of with its own payload. Both panic; only the
+//!   message differs, and the runner catches every task's panic, so only a
+//!   bug in the runner itself could get there.
 
 use std::time::Duration;
 
