@@ -46,7 +46,8 @@ impl Drop for DropIfFailed {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async {
+            // Bounded: a cleanup must not turn a failed test into a hung one.
+            let cleanup = async {
                 let store = Store::connect(&url(), &name, "cleanup", Options::default()).await?;
                 store.drop_queue().await?;
                 let faults = format!(
@@ -58,7 +59,8 @@ impl Drop for DropIfFailed {
                     .execute(&side_pool(&format!("pq:{name}:cleanup")).await)
                     .await?;
                 anyhow::Ok(())
-            })
+            };
+            runtime.block_on(async { timeout(LIMIT, cleanup).await? })
         });
         if let Ok(Err(err)) = cleanup.join() {
             eprintln!("could not drop the failed test's queue {}: {err}", self.0);
