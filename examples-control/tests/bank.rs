@@ -8,7 +8,8 @@
 //! Equivalent mutants (cargo mutants on `src/bank/std_mutex.rs`):
 //! - `from < to` -> `from <= to` in `transfer_now`: `from == to` was refused
 //!   above. (`-> from > to` is caught by the module's lock-order unit test.)
-//! - The same `from < to` -> `from <= to` in `src/bank/tokio_mutex.rs`.
+//! - The same `from < to` -> `from <= to` in `src/bank/tokio_mutex.rs`
+//!   (whose `-> from > to` its own lock-order unit test catches).
 
 use std::sync::Arc;
 use std::time::Duration;

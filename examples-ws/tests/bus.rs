@@ -37,6 +37,63 @@ fn unique(what: &str) -> String {
     )
 }
 
+/// Deletes every key under the test's prefix when dropped, on a pass or a
+/// failure, so the shared Redis keeps none of our `{prefix}:seq:{room}`
+/// counters (in the server they are meant to outlive the process). On its
+/// own thread and runtime: the test's runtime may be unwinding.
+struct ForgetKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for ForgetKeys {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}:*", self.prefix));
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            // Bounded: a cleanup must not turn a failed test into a hung one.
+            runtime.block_on(async {
+                timeout(LIMIT, async {
+                    let client = redis::Client::open(url)?;
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    // SCAN, not KEYS: the server is shared; KEYS blocks it.
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut conn)
+                            .await?;
+                        if !keys.is_empty() {
+                            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+                        }
+                        if next == 0 {
+                            break anyhow::Ok(());
+                        }
+                        cursor = next;
+                    }
+                })
+                .await?
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not delete the test's keys {}:*: {err}", self.prefix);
+        }
+    }
+}
+
+fn forget_keys(url: &str, prefix: &str) -> ForgetKeys {
+    ForgetKeys {
+        url: url.to_owned(),
+        prefix: prefix.to_owned(),
+    }
+}
+
 fn bus(url: &str, prefix: &str, name: &str) -> BusConfig {
     let mut bus = BusConfig::new(url).unwrap();
     bus.prefix = prefix.to_owned();
@@ -115,6 +172,7 @@ fn redis_url() -> String {
 async fn needs_redis_two_instances_deliver_every_message_everywhere_in_one_order() {
     let url = redis_url();
     let prefix = unique("order");
+    let _keys = forget_keys(&url, &prefix); // dropped last, after both hubs
     let a = start(bus(&url, &prefix, &unique("a"))).await;
     let b = start(bus(&url, &prefix, &unique("b"))).await;
     let mut clients = Vec::new();
@@ -212,6 +270,7 @@ async fn kill_client_named(url: &str, name: &str) -> usize {
 async fn needs_redis_a_killed_bus_connection_reconnects_resubscribes_and_tells_clients() {
     let url = redis_url();
     let prefix = unique("kill");
+    let _keys = forget_keys(&url, &prefix); // dropped last, after both hubs
     let a_name = unique("victim");
     let a = start(bus(&url, &prefix, &a_name)).await;
     let b = start(bus(&url, &prefix, &unique("other"))).await;

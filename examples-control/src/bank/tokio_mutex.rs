@@ -173,3 +173,36 @@ impl Bank for TokioMutexBank {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    // The rule the module docs give: the lower account number first, in
+    // both directions. Seen from outside: while the higher account is
+    // busy, a transfer holds the lower one and waits for the higher.
+    #[tokio::test]
+    async fn a_transfer_locks_the_lower_account_number_first_in_either_direction() {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let bank = TokioMutexBank::new(&[Cents(100), Cents(100)]);
+            let higher = bank.accounts[1].lock().await;
+            let mut transfer = pin!(bank.transfer(from, to, Cents(10)));
+            assert!(
+                transfer.as_mut().now_or_never().is_none(),
+                "waits for the higher"
+            );
+            assert!(
+                bank.accounts[0].try_lock().is_err(),
+                "{from} -> {to}: the lower account is not held while the higher is busy"
+            );
+            drop(higher);
+            transfer.await.unwrap();
+            assert_eq!(bank.balance(from).await, Ok(Cents(90)));
+            assert_eq!(bank.balance(to).await, Ok(Cents(110)));
+        }
+    }
+}
