@@ -33,7 +33,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 
 /// The most pending points [`cancel_at_every_await`] walks through before
@@ -128,8 +128,12 @@ impl io::Write for Logs {
 /// a `current_thread` runtime (`#[tokio::test]`'s default), where spawned
 /// tasks run on this thread too, and tests running in parallel on other
 /// threads are not captured.
+///
+/// Safe beside parallel tests that log at the same lines: see [`Anchor`].
 #[must_use = "logs are captured only while the guard lives"]
 pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    static ANCHOR: OnceLock<tracing::Dispatch> = OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(Anchor));
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -138,6 +142,39 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
         .with_writer(move || writer.clone())
         .finish();
     (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// A subscriber that records nothing and is kept registered for the rest
+/// of the process, so that the capturing subscriber is never the only one.
+///
+/// tracing caches one `Interest` per callsite, process-wide. While just
+/// one `Dispatch` exists, tracing-core (0.1.36, tokio-rs/tracing#3611)
+/// computes it from the default subscriber of whichever thread reaches the
+/// callsite first: a parallel test's thread, with no subscriber, caches
+/// "never", and the capturing thread's event at that line is dropped. With
+/// two or more, the interest combines every registered subscriber, and this
+/// one answers "sometimes" for every callsite: each event then asks its own
+/// thread's subscriber. Tests only; it keeps every level enabled.
+struct Anchor;
+
+impl tracing::Subscriber for Anchor {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1) // never called: enabled() is false
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 #[cfg(test)]
