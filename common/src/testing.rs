@@ -129,7 +129,8 @@ impl io::Write for Logs {
 /// tasks run on this thread too, and tests running in parallel on other
 /// threads are not captured.
 ///
-/// Safe beside parallel tests that log at the same lines: see [`Anchor`].
+/// Safe beside parallel tests that log at the same lines: a second, inert
+/// subscriber stays registered (see the private `Anchor` for why).
 #[must_use = "logs are captured only while the guard lives"]
 pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     static ANCHOR: OnceLock<tracing::Dispatch> = OnceLock::new();
