@@ -364,10 +364,22 @@ impl Running {
         }
     }
 
-    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`) to the child.
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`) to the child, once
+    /// the child has a handler for it (see [`catches`]), or after 10 s.
+    ///
+    /// A signal that lands before the binary installs its handlers takes
+    /// the default action and kills it, so a test that slept a fixed time
+    /// "to let it start" flaked on a loaded machine. The wait blocks this
+    /// thread, polling every 2 ms; it is over within milliseconds of exec.
     #[cfg(unix)]
     pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
         let pid = libc::pid_t::try_from(self.pid()).context("pid fits pid_t")?;
+        let started = std::time::Instant::now();
+        while catches(self.pid(), signal) == Some(false)
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
         // own child, which is not yet reaped, so it cannot have been reused.
         let rc = unsafe { libc::kill(pid, signal) };
@@ -401,4 +413,25 @@ impl Running {
         let stderr = self.stderr_task.await.unwrap_or_default();
         Ok(Output::new(status, stdout, stderr))
     }
+}
+
+/// Whether process `pid` has a handler installed for `signal`, from the
+/// `SigCgt` mask in `/proc/<pid>/status` (bit `signal - 1`). `None` when
+/// that cannot be told: no such process, an exited one (a zombie catches
+/// nothing), or no `/proc` (not Linux).
+#[cfg(unix)]
+pub fn catches(pid: u32, signal: libc::c_int) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:")?.starts_with('Z') {
+        return None;
+    }
+    let mask = u64::from_str_radix(field("SigCgt:")?, 16).ok()?;
+    let bit = u32::try_from(signal).ok()?.checked_sub(1)?;
+    Some(mask.checked_shr(bit)? & 1 == 1)
 }

@@ -274,6 +274,43 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("set REDIS_URL, e.g. redis://127.0.0.1:6379")
 }
 
+/// The keys under `prefix` (SCAN, not KEYS: the server is shared).
+async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (mut cursor, mut found) = (0u64, Vec::new());
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        found.extend(keys);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes the keys under `prefix`.
+async fn forget(url: &str, prefix: &str) {
+    let keys = keys_under(url, prefix).await;
+    if !keys.is_empty() {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs Redis: set REDIS_URL"]
 async fn needs_redis_ws_load_fans_out_across_two_bus_instances() {
@@ -289,8 +326,13 @@ async fn needs_redis_ws_load_fans_out_across_two_bus_instances() {
         "30",
         "--json",
     ];
-    let output = run("ws-load", &args, LIMIT).await.unwrap();
+    let load = spawn("ws-load", &args).unwrap();
+    let pid = load.pid();
+    let output = load.wait(LIMIT).await.unwrap();
     output.assert_code(exit::OK);
+    // Its throwaway prefix (`ws-load-{pid}-{ms}`) is gone with it.
+    let left = keys_under(&url, &format!("ws-load-{pid}-")).await;
+    assert_eq!(left, Vec::<String>::new(), "ws-load left its keys behind");
     let summary = output.json_envelope("ws-load");
     assert_eq!(summary["instances"], 2, "{summary}");
     let run = &summary["runs"][0];
@@ -312,7 +354,13 @@ async fn needs_redis_ws_load_fans_out_across_two_bus_instances() {
 #[ignore = "needs Redis: set REDIS_URL"]
 async fn needs_redis_two_server_processes_share_a_channel_in_one_order() {
     let url = redis_url();
-    let prefix = format!("e2e-{}", std::process::id());
+    // Unique per run (a pid alone repeats across containers), and deleted
+    // at the end: the seqs below must start at 1.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("e2e-{}-{nanos}", std::process::id());
     let mut addrs = Vec::new();
     let mut servers = Vec::new();
     for _ in 0..2 {
@@ -368,7 +416,6 @@ async fn needs_redis_two_server_processes_share_a_channel_in_one_order() {
     }
     assert_eq!(orders[0], orders[1], "one order on both instances");
     let seqs: Vec<u64> = orders[0].iter().map(|(seq, _)| *seq).collect();
-    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
     for server in servers {
         server.sigterm().unwrap();
         server
@@ -377,6 +424,8 @@ async fn needs_redis_two_server_processes_share_a_channel_in_one_order() {
             .unwrap()
             .assert_code(exit::INTERRUPTED);
     }
+    forget(&url, &format!("{prefix}:")).await;
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
 // ---- the browser page, in headless Chromium over the DevTools protocol ----

@@ -207,6 +207,9 @@ async fn start_servers(bus: Option<(&str, &str)>, n: usize) -> anyhow::Result<Ve
 /// The whole `ws-load` run for `flags`: starts the servers it needs (unless
 /// `--url`), measures, stops them on every path, and returns the report.
 /// `say` prints a line of the human story (the driver mutes it for --json).
+///
+/// On the bus, the servers share a throwaway key prefix
+/// (`ws-load-{pid}-{ms}`); its keys are deleted once they have stopped.
 pub async fn run(
     flags: &LoadFlags,
     stop: &CancellationToken,
@@ -217,7 +220,55 @@ pub async fn run(
         std::process::id(),
         crate::message::now_ms()
     );
-    let bus = flags.bus.as_deref().map(|url| (url, prefix.as_str()));
+    let report = measure(flags, &prefix, stop, say).await;
+    if let Some(url) = flags.bus.as_deref() {
+        forget_prefix(url, &prefix).await;
+    }
+    report
+}
+
+/// Deletes every key under `prefix` (SCAN + DEL: the server may be shared,
+/// and KEYS would block it). Best effort, bounded: a failure is a warning,
+/// and the `seq` keys expire by themselves a day later.
+async fn forget_prefix(url: &str, prefix: &str) {
+    const LIMIT: Duration = Duration::from_secs(5);
+    let pattern = format!("{prefix}:*");
+    let forget = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            }
+            if next == 0 {
+                return anyhow::Ok(());
+            }
+            cursor = next;
+        }
+    };
+    match tokio::time::timeout(LIMIT, forget).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(%prefix, "could not delete the run's bus keys: {err:#}"),
+        Err(_) => tracing::warn!(%prefix, "deleting the run's bus keys took over {LIMIT:?}"),
+    }
+}
+
+async fn measure(
+    flags: &LoadFlags,
+    prefix: &str,
+    stop: &CancellationToken,
+    say: &dyn Fn(String),
+) -> anyhow::Result<Report> {
+    let bus = flags.bus.as_deref().map(|url| (url, prefix));
     let servers = if flags.url.is_empty() {
         let n = if bus.is_some() { flags.instances } else { 1 };
         start_servers(bus, n).await?
