@@ -391,16 +391,16 @@ fn install_signals(
     name: &'static str,
     seed: Option<u8>,
 ) {
-    // Both futures register their handlers now, synchronously (see
-    // `shutdown_signal`), so no signal after this line is missed.
-    let first = crate::shutdown_signal();
+    // The handlers are registered now, synchronously, so no signal after
+    // this line is missed; and one stream serves both signals, so a second
+    // that arrived with the first (a SIGTERM, then a Ctrl-C before the
+    // SIGTERM was noticed) is the next `recv`, not lost.
+    let mut signals = crate::StopSignals::listen();
     drop(tokio::spawn(async move {
-        first.await;
-        // Registered before cancelling, so a second signal sent the moment
-        // the first is noticed still finds a listener.
-        let second = crate::shutdown_signal();
+        let first = signals.recv().await;
+        tracing::info!("{first} received, shutting down");
         stop.cancel();
-        second.await;
+        signals.recv().await;
         eprintln!("second signal: exiting now without waiting for work in flight");
         if json {
             let line = envelope(

@@ -46,7 +46,7 @@ pub use cli::{OutputArgs, exit_code};
 pub use driver::{Example, Report, UsageError};
 pub use logging::{LogFormat, init_logging};
 pub use sandbox::{Sandbox, SandboxConfig};
-pub use shutdown::{shutdown_signal, shutdown_token};
+pub use shutdown::{StopSignals, shutdown_signal, shutdown_token};
 pub use timing::{LatencyRecorder, LatencySummary, Stopwatch, timed};
 
 /// Installs rustls' `ring` crypto provider as the process default.

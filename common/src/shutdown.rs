@@ -21,44 +21,80 @@ use std::future::Future;
 /// sandbox) that source is treated as never firing, with a warning, rather
 /// than stopping at once. Must be called inside a tokio runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let mut signals = StopSignals::listen();
+    async move {
+        let name = signals.recv().await;
+        tracing::info!("{name} received, shutting down");
+    }
+}
+
+/// The stop signals as a stream: Ctrl-C (SIGINT) and, on unix, SIGTERM,
+/// each listened for from [`StopSignals::listen`] on. Use one of these,
+/// not two [`shutdown_signal`] futures, to tell a first signal from a
+/// second: two signals that arrive together (a SIGTERM and, before it was
+/// noticed, a SIGINT) are two `recv`s here, where a second listener created
+/// after the first signal would miss one. (Two of the *same* signal that
+/// arrive before either is noticed are one, as tokio delivers them.)
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
-            Ok(stream) => Some(stream),
-            Err(err) => {
-                tracing::warn!("cannot listen for {name}: {err}");
-                None
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers now, synchronously (see [`shutdown_signal`]).
+    /// A handler that cannot be installed is a warning and a source that
+    /// never fires. Must be called inside a tokio runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(err) => {
+                    tracing::warn!("cannot listen for {name}: {err}");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
-        };
-        // Registered here, synchronously: from this line on no signal is missed.
-        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
-        let terminate = listen(SignalKind::terminate(), "SIGTERM");
-        async move {
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// The next stop signal, by name ("Ctrl-C" or "SIGTERM"). Never
+    /// returns if neither can be listened for.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
             // A missing stream never fires; `recv` returning None (the
             // driver gone) is treated the same way.
-            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
-                if let Some(mut stream) = stream
+            async fn next(stream: &mut Option<tokio::signal::unix::Signal>) {
+                if let Some(stream) = stream
                     && stream.recv().await.is_some()
                 {
                     return;
                 }
                 std::future::pending::<()>().await
-            };
+            }
             tokio::select! {
-                () = wait(interrupt) => tracing::info!("Ctrl-C received, shutting down"),
-                () = wait(terminate) => tracing::info!("SIGTERM received, shutting down"),
+                () = next(&mut self.interrupt) => "Ctrl-C",
+                () = next(&mut self.terminate) => "SIGTERM",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
+        #[cfg(not(unix))]
+        {
             if let Err(err) = tokio::signal::ctrl_c().await {
                 tracing::warn!("cannot listen for Ctrl-C: {err}");
                 std::future::pending::<()>().await;
             }
-            tracing::info!("Ctrl-C received, shutting down");
+            "Ctrl-C"
         }
     }
 }

@@ -27,14 +27,16 @@ async fn semaphore_pool_demo_serves_twenty_users_with_five_resources() {
 /// Users that time out are failed units of work: exit 1, with the report.
 #[tokio::test]
 async fn semaphore_pool_users_timing_out_exit_1_with_the_envelope() {
-    // 5 users get a resource for 100 ms; the other 15 give up after 50 ms.
+    // 5 users get a resource for 2 s; the other 15 give up after 50 ms.
+    // (With 100 ms holds, a stalled process could see a release before a
+    // waiter's timeout, and serve a sixth user.)
     let args = [
         "--timeout",
         "50ms",
         "--hold-min",
-        "100ms",
+        "2s",
         "--hold-max",
-        "100ms",
+        "2s",
         "--json",
     ];
     let output = run("semaphore-pool", &args, LIMIT).await.unwrap();

@@ -65,7 +65,9 @@ async fn concurrent_fetch_json_is_one_envelope_line() {
         ),
         (Some(40), Some(40), Some(0))
     );
-    assert!(json["speedup"].as_f64().unwrap() > 5.0, "{json}");
+    // Ideal 20x; > 5 left 300 ms of room for a debug binary on a loaded
+    // machine. > 3 still tells concurrency from a sequential run.
+    assert!(json["speedup"].as_f64().unwrap() > 3.0, "{json}");
     assert_eq!(json["ideal_s"].as_f64(), Some(0.1));
     assert_eq!(json["concurrency"].as_u64(), Some(20));
     assert!(json["concurrent_s"].as_f64().unwrap() > 0.09, "{json}");

@@ -203,8 +203,10 @@ async fn three_rate_limited_client_processes_share_60_rps_needs_redis() {
         .fold(0.0, f64::max);
     // Every start after the shared burst is on the one schedule.
     let combined = (sum("starts") - 5) as f64 / (last - first);
+    // Above the rate would be overspending: 2 % at most. Below it, a last
+    // start woken late on a loaded machine stretches the span: 5 %.
     assert!(
-        (combined - 60.0).abs() / 60.0 < 0.02,
+        combined < 60.0 * 1.02 && combined > 60.0 * 0.95,
         "combined {combined:.2} rps: {envelopes:?}"
     );
     assert_eq!(sum("rate_limited_429"), 0, "{envelopes:?}");

@@ -78,10 +78,15 @@ pub async fn withdraw_race(
     // its guard is meant to be held across the await.
     let racy = Arc::new(Mutex::new(opening));
     let locked = Arc::new(tokio::sync::Mutex::new(opening));
+    // Every withdrawal starts at the same moment, as requests arriving
+    // together would; without it, a spawning loop slowed down on a busy
+    // machine could let the first finish before the last begins.
+    let start = Arc::new(tokio::sync::Barrier::new(attempts));
     let mut withdrawals = JoinSet::new();
     for _ in 0..attempts {
-        let (racy, locked) = (Arc::clone(&racy), Arc::clone(&locked));
+        let (racy, locked, start) = (Arc::clone(&racy), Arc::clone(&locked), Arc::clone(&start));
         withdrawals.spawn(async move {
+            start.wait().await;
             // A poisoned lock cannot happen: nothing panics while holding it.
             let read = |m: &Mutex<i64>| *m.lock().unwrap_or_else(PoisonError::into_inner);
             match variant {
