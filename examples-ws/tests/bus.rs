@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use examples_ws::demo::bench::delete_prefix;
 use examples_ws::message::ChatMessage;
 use examples_ws::server::bus::{BusConfig, BusState};
 use examples_ws::server::{self, Hub, ServerConfig};
@@ -48,38 +49,13 @@ struct ForgetKeys {
 
 impl Drop for ForgetKeys {
     fn drop(&mut self) {
-        let (url, pattern) = (self.url.clone(), format!("{}:*", self.prefix));
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             // Bounded: a cleanup must not turn a failed test into a hung one.
-            runtime.block_on(async {
-                timeout(LIMIT, async {
-                    let client = redis::Client::open(url)?;
-                    let mut conn = client.get_multiplexed_async_connection().await?;
-                    // SCAN, not KEYS: the server is shared; KEYS blocks it.
-                    let mut cursor = 0u64;
-                    loop {
-                        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut conn)
-                            .await?;
-                        if !keys.is_empty() {
-                            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-                        }
-                        if next == 0 {
-                            break anyhow::Ok(());
-                        }
-                        cursor = next;
-                    }
-                })
-                .await?
-            })
+            runtime.block_on(async { timeout(LIMIT, delete_prefix(&url, &prefix)).await? })
         });
         if let Ok(Err(err)) = cleanup.join() {
             eprintln!("could not delete the test's keys {}:*: {err}", self.prefix);
@@ -236,6 +212,9 @@ async fn needs_redis_two_instances_deliver_every_message_everywhere_in_one_order
         assert_eq!(bus.received, 4 * EACH as u64);
         assert_eq!((bus.refused, bus.invalid, bus.dropped), (0, 0, 0));
     }
+    // The one channel's seq counter is the prefix's only key; then none.
+    assert_eq!(delete_prefix(&url, &prefix).await.unwrap(), 1);
+    assert_eq!(delete_prefix(&url, &prefix).await.unwrap(), 0);
 }
 
 /// Kills, with `CLIENT KILL ID`, only the connections named `name`.

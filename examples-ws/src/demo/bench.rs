@@ -227,36 +227,41 @@ pub async fn run(
     report
 }
 
-/// Deletes every key under `prefix` (SCAN + DEL: the server may be shared,
-/// and KEYS would block it). Best effort, bounded: a failure is a warning,
-/// and the `seq` keys expire by themselves a day later.
+/// Deletes every key under `prefix` (`{prefix}:*`) and returns how many
+/// there were. SCAN + DEL: the server may be shared, and KEYS would block
+/// it. Unbounded in time: the caller sets the deadline. The bus tests use
+/// it to leave nothing behind.
+pub async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<usize> {
+    let pattern = format!("{prefix}:*");
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (mut cursor, mut deleted) = (0u64, 0);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            deleted += keys.len();
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// [`delete_prefix`] for the end of a run: best effort, bounded; a failure
+/// is a warning, and the `seq` keys expire by themselves a day later.
 async fn forget_prefix(url: &str, prefix: &str) {
     const LIMIT: Duration = Duration::from_secs(5);
-    let pattern = format!("{prefix}:*");
-    let forget = async {
-        let client = redis::Client::open(url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            }
-            if next == 0 {
-                return anyhow::Ok(());
-            }
-            cursor = next;
-        }
-    };
-    match tokio::time::timeout(LIMIT, forget).await {
-        Ok(Ok(())) => {}
+    match tokio::time::timeout(LIMIT, delete_prefix(url, prefix)).await {
+        Ok(Ok(_)) => {}
         Ok(Err(err)) => tracing::warn!(%prefix, "could not delete the run's bus keys: {err:#}"),
         Err(_) => tracing::warn!(%prefix, "deleting the run's bus keys took over {LIMIT:?}"),
     }
