@@ -217,6 +217,21 @@ async fn ws_load_exits_1_when_no_server_answers() {
     assert_eq!(envelope["ok"], false);
 }
 
+/// A `--bus` that is not a redis:// URL is a usage error, caught before any
+/// server starts (it used to start them, and exit 1 when they refused it).
+#[tokio::test]
+async fn ws_load_rejects_a_non_redis_bus_with_exit_2() {
+    for bus in ["http://127.0.0.1:6379", "redis://[oops"] {
+        let output = run("ws-load", &["--bus", bus], LIMIT).await.unwrap();
+        output.assert_clear_error(exit::USAGE, "--bus must be a redis://HOST:PORT URL");
+        assert!(
+            !output.stdout.contains("started ws-broadcast-server"),
+            "{}",
+            output.stdout
+        );
+    }
+}
+
 /// Starts a long fan-out, signals it, and checks it exits 130 promptly and
 /// stopped the server it started.
 async fn ws_load_stops_its_server_on(signal: libc::c_int) {

@@ -92,11 +92,17 @@ pub struct LoadFlags {
     #[arg(long, default_value = "60s", value_parser = args::duration(Duration::from_millis(1), Duration::from_secs(3600)))]
     pub timeout: Duration,
     /// Start the instances joined by this Redis bus (redis://HOST:PORT).
-    #[arg(long)]
+    #[arg(long, value_parser = bus_url)]
     pub bus: Option<String>,
     /// Server instances to start with --bus.
     #[arg(long, default_value = "2", requires = "bus", value_parser = args::count(1usize, 8))]
     pub instances: usize,
+}
+
+/// A `--bus` value the servers will accept (the same check as theirs), so
+/// a bad one is a usage error before any server starts.
+fn bus_url(url: &str) -> Result<String, BusUrlError> {
+    BusConfig::new(url).map(|_| url.to_owned())
 }
 
 impl ServerFlags {
